@@ -1,0 +1,38 @@
+"""pip packaging of tfadv.
+
+TensorFlow comes as an extra, because one package cannot choose between the CPU-only wheel
+and the GPU one:  `pip install -e .[cpu]`  (no GPU)  or  `pip install -e .[gpu]`.
+"""
+
+import setuptools
+
+setuptools.setup(
+    name="tfadv",
+    version="0.1.0",
+    description="Adversarially robust image classifiers with TensorFlow/Keras: AT+ALP, AAD, "
+                "attacks, evaluation and export to TensorFlow Serving.",
+    packages=setuptools.find_packages(include=["tfadv", "tfadv.*", "trainers", "serving"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.15,<3.16",
+        "cleverhans==4.0.0",
+        "tensorflow-datasets==4.9.10",
+        "importlib_resources",  # tfds 4.9.10 imports it without declaring it.
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "Pillow>=10",  # validating image folders before tf.data reads them
+        "scikit-learn>=1.4",  # the `digits` dataset (real 8x8 images for fast runs)
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.21,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tfadv-train=trainers.train:run",
+            "tfadv-evaluate=trainers.evaluate:run",
+            "tfadv-export=serving.export_main:run",
+        ],
+    },
+)

@@ -1,0 +1,58 @@
+"""Pieces shared by the attacks: norms, projection onto the threat ball, random starts."""
+
+import math
+
+from cleverhans.tf2.utils import clip_eta
+import tensorflow as tf
+
+from tfadv import config as config_lib
+
+
+def norm_order(norm):
+  """Maps `linf`/`l2` (or a `config.Norm`, or inf/2) to the order cleverhans expects."""
+  if isinstance(norm, (int, float)) and norm in (math.inf, 2):
+    return norm
+  return config_lib._choice(config_lib.Norm, norm, "norm").order  # pylint: disable=protected-access
+
+
+def project(x, x_adv, eps, order):
+  """Projects `x_adv` onto the `eps`-ball around `x` and onto the box [0, 1]."""
+  eta = clip_eta(x_adv - x, order, eps)
+  return tf.clip_by_value(x + eta, 0.0, 1.0)
+
+
+def random_start(x, eps, order, seed=None):
+  """A uniform random point of the `eps`-ball around `x`, clipped to [0, 1].
+
+  Args:
+    x: images [B, H, W, C].
+    eps: ball radius.
+    order: math.inf or 2.
+    seed: optional int tensor of shape [2] for a stateless draw (so a resumed or replayed
+      training step draws the same start); None uses TensorFlow's stateful RNG.
+  """
+  shape = tf.shape(x)
+  if seed is None:
+    uniform = lambda s, lo, hi: tf.random.uniform(s, lo, hi, dtype=x.dtype)
+    normal = lambda s: tf.random.normal(s, dtype=x.dtype)
+  else:
+    seed = tf.cast(seed, tf.int64)
+    seed2 = seed + tf.constant([0, 1 << 40], tf.int64)
+    uniform = lambda s, lo, hi: tf.random.stateless_uniform(s, seed, lo, hi, dtype=x.dtype)
+    normal = lambda s: tf.random.stateless_normal(s, seed2, dtype=x.dtype)
+  if order == math.inf:
+    eta = uniform(shape, -eps, eps)
+  else:
+    # Uniform in the L2 ball: a Gaussian direction and a radius ~ eps * U^(1/d).
+    direction = normal(shape)
+    direction = tf.math.l2_normalize(tf.reshape(direction, [shape[0], -1]), axis=1)
+    dim = tf.cast(tf.reduce_prod(shape[1:]), x.dtype)
+    radius = eps * uniform([shape[0], 1], 0.0, 1.0) ** (1.0 / dim)
+    eta = tf.reshape(direction * radius, shape)
+  return tf.clip_by_value(x + eta, 0.0, 1.0)
+
+
+def is_correct(model_fn, x, y):
+  """Boolean [B]: does the model predict `y` on `x`."""
+  return tf.equal(tf.argmax(model_fn(x), axis=-1, output_type=tf.int32),
+                  tf.cast(y, tf.int32))

@@ -1,0 +1,35 @@
+"""Activation-based spatial attention maps (Zagoruyko & Komodakis, 2017).
+
+`F(A) = sum_c |A_c|^p` collapses a feature map over channels; its vectorised form is
+L2-normalised so that maps of clean and adversarial images are compared by where the
+network looks, not by how strongly it fires.
+"""
+
+import tensorflow as tf
+
+
+def attention_map(features, p=2.0, normalize=True):
+  """Spatial attention map of a batch of feature maps.
+
+  Args:
+    features: [B, h, w, c] activations of one stage.
+    p: exponent of `|A_c|^p` (the paper uses 2).
+    normalize: L2-normalise the flattened map (Q / ||Q||_2).
+
+  Returns:
+    [B, h * w] float32: `vec(F(A))`, unit L2 norm per example when `normalize` (an all-zero
+    map stays zero).
+  """
+  features = tf.convert_to_tensor(features)
+  energy = tf.reduce_sum(tf.pow(tf.abs(features), p), axis=-1)
+  flat = tf.reshape(energy, [tf.shape(energy)[0], -1])
+  if not normalize:
+    return flat
+  return tf.math.l2_normalize(flat, axis=1, epsilon=1e-12)
+
+
+def attention_image(features, p=2.0):
+  """`F(A)` as an image [B, h, w] scaled to [0, 1] per example, for plots and TensorBoard."""
+  energy = tf.reduce_sum(tf.pow(tf.abs(tf.convert_to_tensor(features)), p), axis=-1)
+  peak = tf.reduce_max(energy, axis=[1, 2], keepdims=True)
+  return tf.math.divide_no_nan(energy, peak)

@@ -1,0 +1,274 @@
+"""Frozen configuration records for every knob of tfadv.
+
+Configs are built at the boundary (CLIs, tests, notebooks) and validated there with
+`validate()`; the library below never reads flags. Strings from the command line become
+enums here, so a typo fails early with the list of valid values.
+"""
+
+import dataclasses
+import enum
+import math
+from typing import Optional, Tuple
+
+
+def _choice(enum_cls, value, argument):
+  """Converts `value` to a member of `enum_cls` or raises a ValueError naming `argument`."""
+  if isinstance(value, enum_cls):
+    return value
+  try:
+    return enum_cls(str(value).lower())
+  except ValueError:
+    valid = ", ".join(m.value for m in enum_cls)
+    raise ValueError(
+        f"Invalid {argument}: expected one of [{valid}]; received {argument}={value!r}"
+    ) from None
+
+
+def _check(condition, argument, expected, value):
+  if not condition:
+    raise ValueError(f"Invalid {argument}: expected {expected}; received {argument}={value!r}")
+
+
+class Norm(enum.Enum):
+  LINF = "linf"
+  L2 = "l2"
+
+  @property
+  def order(self):
+    """The norm order as cleverhans expects it (np.inf or 2)."""
+    return math.inf if self is Norm.LINF else 2
+
+
+class StrategyKind(enum.Enum):
+  DEFAULT = "default"
+  MIRRORED = "mirrored"
+  MULTI_WORKER = "multi_worker"
+
+
+class OptimizerKind(enum.Enum):
+  SGD = "sgd"
+  ADAM = "adam"
+
+
+class Schedule(enum.Enum):
+  CONSTANT = "constant"
+  COSINE = "cosine"
+  PIECEWISE = "piecewise"  # x0.1 at 50% and 75% of training (Madry / TRADES practice)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which dataset and how to read it.
+
+  Attributes:
+    name: `fashion_mnist` (built-in default), `digits` (scikit-learn's 8x8 digits, for
+      fast tests), `folder` (an image folder under `data_dir`) or any tfds
+      image-classification name (`cifar10`, `mnist`, `oxford_flowers102`, ...).
+    data_dir: root of an image folder (`name="folder"`), or a directory holding the
+      dataset's files (idx files for `fashion_mnist`, tfds data_dir otherwise).
+    image_size: (height, width) to resize to, or None to keep the native size.
+    validation_fraction: for a folder without `train/` and `test/`, the fraction of each
+      class held out for testing.
+    shuffle_buffer: size of the shuffle buffer for training data.
+    seed: seed of the split and of shuffling.
+  """
+  name: str = "fashion_mnist"
+  data_dir: Optional[str] = None
+  image_size: Optional[Tuple[int, int]] = None
+  validation_fraction: float = 0.2
+  shuffle_buffer: int = 10_000
+  seed: int = 0
+
+  def validate(self):
+    _check(bool(self.name), "dataset", "a dataset name", self.name)
+    if self.image_size is not None:
+      _check(len(self.image_size) == 2 and all(int(s) > 0 for s in self.image_size),
+             "image_size", "two positive integers (height, width)", self.image_size)
+    _check(0.0 < self.validation_fraction < 1.0, "validation_fraction",
+           "a fraction in (0, 1)", self.validation_fraction)
+    _check(self.shuffle_buffer >= 1, "shuffle_buffer", "a positive integer", self.shuffle_buffer)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Which architecture.
+
+  Attributes:
+    name: `small_cnn`, `resnet18` (CIFAR-style), `resnet50`, `resnet101`, `resnet152`.
+    weights: None (random init) or `imagenet` (keras.applications ResNets only).
+    width: base number of filters for `small_cnn` and `resnet18`.
+  """
+  name: str = "small_cnn"
+  weights: Optional[str] = None
+  width: int = 32
+
+  def validate(self):
+    _check(self.weights in (None, "imagenet"), "weights", "None or 'imagenet'", self.weights)
+    _check(self.width >= 1, "width", "a positive integer", self.width)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+  """A gradient attack (FGSM, PGD) under an L-inf or L2 budget, in [0, 1] pixel units.
+
+  Attributes:
+    name: `fgsm` or `pgd`.
+    eps: radius of the threat ball.
+    step_size: PGD step; None means 2.5 * eps / steps (Madry et al.).
+    steps: PGD iterations.
+    norm: `linf` or `l2`.
+    random_start: start PGD from a uniform point of the ball.
+    restarts: PGD restarts (evaluation); the worst case per example is kept.
+  """
+  name: str = "pgd"
+  eps: float = 0.1
+  step_size: Optional[float] = None
+  steps: int = 10
+  norm: Norm = Norm.LINF
+  random_start: bool = True
+  restarts: int = 1
+
+  def __post_init__(self):
+    object.__setattr__(self, "norm", _choice(Norm, self.norm, "norm"))
+
+  @property
+  def resolved_step_size(self):
+    if self.step_size is not None:
+      return float(self.step_size)
+    return 2.5 * self.eps / max(self.steps, 1)
+
+  def validate(self):
+    _check(self.name in ("fgsm", "pgd"), "attack", "one of [fgsm, pgd]", self.name)
+    limit = 1.0 if self.norm is Norm.LINF else math.inf
+    _check(0.0 <= self.eps <= limit, "eps",
+           "0 <= eps <= 1 (images are in [0, 1])" if limit == 1.0 else "eps >= 0", self.eps)
+    _check(self.steps >= 1, "attack_steps", "a positive integer", self.steps)
+    _check(self.step_size is None or self.step_size > 0, "attack_step_size",
+           "a positive step size", self.step_size)
+    _check(self.restarts >= 1, "restarts", "a positive integer", self.restarts)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseConfig:
+  """A defense recipe and its weights.
+
+  Attributes:
+    name: `none`, `pat`, `alp`, `at`, `at_alp` (see `tfadv.defenses`).
+    attack: the training attack (PGD with the true labels).
+    alp_weight: alpha, weight of adversarial logit pairing.
+    at_weight: beta, weight of attention-map pairing.
+    taps: indices of the taps (stages) whose attention maps are paired.
+    attention_p: exponent p of F(A) = sum_c |A_c|^p, and the norm of the AT difference.
+    adv_ce_fraction: weight of the adversarial part of the cross-entropy,
+      `(1 - f) * CE(clean) + f * CE(adv)`; None takes the recipe's default (`pat`: 1,
+      the pairing recipes: 0.5, Kannan et al.'s mixed minibatch).
+  """
+  name: str = "at_alp"
+  attack: AttackConfig = AttackConfig()
+  alp_weight: float = 0.5
+  at_weight: float = 1.0
+  taps: Tuple[int, ...] = (0, 1, 2, 3)
+  attention_p: float = 2.0
+  adv_ce_fraction: Optional[float] = None
+
+  def validate(self):
+    self.attack.validate()
+    _check(self.alp_weight >= 0, "alp_weight", "a non-negative weight", self.alp_weight)
+    _check(self.at_weight >= 0, "at_weight", "a non-negative weight", self.at_weight)
+    _check(len(self.taps) >= 1 and all(0 <= t <= 3 for t in self.taps), "at_taps",
+           "tap indices in 0..3", self.taps)
+    _check(self.attention_p > 0, "attention_p", "a positive exponent", self.attention_p)
+    _check(self.adv_ce_fraction is None or 0.0 <= self.adv_ce_fraction <= 1.0, "adv_ce_fraction", "a fraction in [0, 1]",
+           self.adv_ce_fraction)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to train.
+
+  Attributes:
+    model_dir: where checkpoints, TensorBoard logs and the report go.
+    batch_size: the global batch size (split across replicas).
+    epochs: passes over the training data (ignored when train_steps is set).
+    train_steps: total optimizer steps; None means epochs * steps per epoch.
+    optimizer: `sgd` (momentum 0.9) or `adam`.
+    learning_rate: initial learning rate.
+    schedule: `constant`, `cosine` or `piecewise`.
+    weight_decay: decoupled weight decay (AdamW / SGDW style), 0 to disable.
+    strategy: `default`, `mirrored` or `multi_worker`.
+    num_cpu_devices: for `mirrored` on a machine without GPUs, how many virtual CPU
+      devices to split the CPU into (tests); 0 keeps the physical devices.
+    checkpoint_every: steps between checkpoints (a final one is always written).
+    keep_checkpoints: how many checkpoints to keep.
+    log_every: steps between TensorBoard summaries.
+    jit: compile the training step with XLA.
+    seed: global seed (weights, shuffling, attack random starts).
+    progress: show a progress bar.
+  """
+  model_dir: str = "/tmp/tfadv"
+  batch_size: int = 128
+  epochs: int = 1
+  train_steps: Optional[int] = None
+  optimizer: OptimizerKind = OptimizerKind.ADAM
+  learning_rate: float = 1e-3
+  schedule: Schedule = Schedule.CONSTANT
+  weight_decay: float = 0.0
+  strategy: StrategyKind = StrategyKind.DEFAULT
+  num_cpu_devices: int = 0
+  checkpoint_every: int = 200
+  keep_checkpoints: int = 3
+  log_every: int = 50
+  jit: bool = False
+  seed: int = 0
+  progress: bool = True
+
+  def __post_init__(self):
+    object.__setattr__(self, "optimizer", _choice(OptimizerKind, self.optimizer, "optimizer"))
+    object.__setattr__(self, "schedule", _choice(Schedule, self.schedule, "lr_schedule"))
+    object.__setattr__(self, "strategy", _choice(StrategyKind, self.strategy, "strategy"))
+
+  def validate(self):
+    _check(bool(self.model_dir), "model_dir", "a directory path", self.model_dir)
+    _check(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
+    _check(self.epochs >= 1, "epochs", "a positive integer", self.epochs)
+    _check(self.train_steps is None or self.train_steps >= 1, "train_steps",
+           "a positive integer", self.train_steps)
+    _check(self.learning_rate > 0, "learning_rate", "a positive rate", self.learning_rate)
+    _check(self.weight_decay >= 0, "weight_decay", "a non-negative value", self.weight_decay)
+    _check(self.num_cpu_devices >= 0, "num_cpu_devices", "a non-negative integer",
+           self.num_cpu_devices)
+    _check(self.checkpoint_every >= 1, "checkpoint_every", "a positive integer",
+           self.checkpoint_every)
+    _check(self.keep_checkpoints >= 1, "keep_checkpoints", "a positive integer",
+           self.keep_checkpoints)
+    _check(self.log_every >= 1, "log_every", "a positive integer", self.log_every)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """What robustness evaluation runs.
+
+  Attributes:
+    attacks: attack configs; each is reported under `name` (e.g. `pgd20`).
+    num_examples: test examples to evaluate (None: the whole test split).
+    batch_size: evaluation batch size.
+  """
+  attacks: Tuple[AttackConfig, ...] = (
+      AttackConfig(name="fgsm", eps=0.1),
+      AttackConfig(name="pgd", eps=0.1, steps=20),
+  )
+  num_examples: Optional[int] = None
+  batch_size: int = 256
+
+  def validate(self):
+    for attack in self.attacks:
+      attack.validate()
+    _check(self.num_examples is None or self.num_examples >= 1, "num_examples",
+           "a positive integer", self.num_examples)
+    _check(self.batch_size >= 1, "eval_batch_size", "a positive integer", self.batch_size)
+    return self

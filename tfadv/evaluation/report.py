@@ -1,0 +1,84 @@
+"""Robustness reports: `report.json` (for tools) and `report.md` (for people).
+
+Schema (extra keys may be added, none removed):
+  {"dataset": str, "model": str, "defense": str, "eps": float, "num_examples": int,
+   "clean_accuracy": float,
+   "attacks": {"<name>": {"accuracy": float, "params": {...}}}}
+Files are written to a temporary name and renamed, so a crash never leaves half a report.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+
+def build(result, dataset, model, defense, eps, extra=None):
+  """The report dict of a `robustness.Result`."""
+  report = {
+      "dataset": dataset,
+      "model": model,
+      "defense": defense,
+      "eps": eps,
+      "num_examples": result.num_examples,
+      "clean_accuracy": result.clean_accuracy,
+      "attacks": {
+          name: {"accuracy": result.accuracy(name), "params": result.attack_params[name]}
+          for name in result.attack_correct
+      },
+  }
+  if extra:
+    report.update(extra)
+  return report
+
+
+def markdown(report):
+  """A Markdown table of a report."""
+  lines = [
+      f"# Robustness report: {report['model']} / {report['defense']} on {report['dataset']}",
+      "",
+      f"{report['num_examples']} test examples, eps = {report['eps']} (images in [0, 1]).",
+      "",
+      "| attack | params | accuracy |",
+      "|---|---|---|",
+      f"| clean | - | {100 * report['clean_accuracy']:.2f}% |",
+  ]
+  for name, entry in report["attacks"].items():
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry["params"].items())
+    lines.append(f"| {name} | {params} | {100 * entry['accuracy']:.2f}% |")
+  return "\n".join(lines) + "\n"
+
+
+def _fmt(value):
+  return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _atomic_write(path, text):
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write(report, directory):
+  """Writes `report.json` and `report.md` into `directory`; returns the JSON path."""
+  tf.io.gfile.makedirs(directory)
+  json_path = os.path.join(directory, "report.json")
+  _atomic_write(json_path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+  _atomic_write(os.path.join(directory, "report.md"), markdown(report))
+  return json_path
+
+
+def read(path):
+  """Reads a report.json.
+
+  Raises:
+    ValueError: when the file is not a report (missing keys).
+  """
+  with tf.io.gfile.GFile(path) as f:
+    report = json.load(f)
+  missing = {"dataset", "model", "defense", "eps", "num_examples", "clean_accuracy",
+             "attacks"} - set(report)
+  if missing:
+    raise ValueError(f"Invalid report {path!r}: expected keys {sorted(missing)}")
+  return report

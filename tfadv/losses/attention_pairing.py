@@ -1,0 +1,51 @@
+"""Attention-map pairing, AT (Goodman et al., equation 4).
+
+`L_AT = sum_j || Q_adv^j / ||Q_adv^j||_2 - Q_clean^j / ||Q_clean^j||_2 ||_p` over the chosen
+stages j, with `Q = vec(sum_c |A_c|^p)`.
+"""
+
+import functools
+
+import tensorflow as tf
+
+from tfadv.attention import maps
+
+
+def _safe_norm(x, p):
+  """||x||_p along the last axis with a finite gradient at x = 0 (tf.norm's is NaN there)."""
+  if p == 2:
+    squared = tf.reduce_sum(tf.square(x), axis=-1)
+    positive = squared > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.0)), 0.0)
+  powered = tf.reduce_sum(tf.pow(tf.abs(x), p), axis=-1)
+  positive = powered > 0
+  return tf.where(positive, tf.pow(tf.where(positive, powered, 1.0), 1.0 / p), 0.0)
+
+
+def attention_pairing(clean_taps, adv_taps, p=2.0):
+  """Sum over stages of the p-norm distance of normalised attention maps: [B].
+
+  Args:
+    clean_taps: sequence of [B, h_j, w_j, c_j] feature maps on clean images.
+    adv_taps: the same stages on the adversarial images.
+    p: exponent of the attention map and order of the distance (the paper: 2).
+  """
+  if len(clean_taps) != len(adv_taps) or not clean_taps:
+    raise ValueError("attention_pairing expects the same non-zero number of clean and "
+                     f"adversarial taps; received {len(clean_taps)} and {len(adv_taps)}")
+  total = 0.0
+  for clean, adv in zip(clean_taps, adv_taps):
+    total += _safe_norm(maps.attention_map(adv, p) - maps.attention_map(clean, p), p)
+  return total
+
+
+def attention_pairing_term(forward, taps=(0, 1, 2, 3), p=2.0):
+  """AT of a `Forward` record over the tap indices `taps`: [B]."""
+  clean = forward.require("clean", "at")["taps"]
+  adv = forward.require("adv", "at")["taps"]
+  return attention_pairing([clean[i] for i in taps], [adv[i] for i in taps], p)
+
+
+def make_term(taps, p):
+  """Binds `taps` and `p`: a function of a `Forward` record."""
+  return functools.partial(attention_pairing_term, taps=tuple(taps), p=p)

@@ -1,0 +1,29 @@
+"""The record every loss term reads: one training step's forward passes."""
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+  """Outputs of the tapped model on a batch and on its adversarial twin.
+
+  Attributes:
+    labels: int [B] true labels.
+    clean: the tapped model's output dict on the clean images (`logits`, `taps`, `gradcam`),
+      or None when the defense does not look at clean images.
+    adv: the same on the adversarial images, or None without an attack.
+  """
+  labels: tf.Tensor
+  clean: Optional[Mapping[str, Any]] = None
+  adv: Optional[Mapping[str, Any]] = None
+
+  def require(self, which, term):
+    """Returns `clean` or `adv`, or raises naming the loss term that needed it."""
+    out = getattr(self, which)
+    if out is None:
+      raise ValueError(f"Loss term {term!r} needs the {which} forward pass, which this "
+                       "defense does not compute.")
+    return out

@@ -1,0 +1,78 @@
+"""Tapped models: one call returns the logits and the feature maps the defenses need.
+
+`tapped_model` builds a second functional model over the *same layers* as the classifier,
+so it shares every variable (training one trains the other, a checkpoint of either holds
+the same weights) and its logits are computed by exactly the same operations. The
+feature maps are intermediate tensors of that forward pass, so gradients flow from the
+logits to them (Grad-CAM) and from losses on them to the weights (attention pairing).
+
+Example:
+
+  model, tapped = build_tapped(ModelConfig(name="resnet18"), (32, 32, 3), 10)
+  out = tapped(images, training=True)
+  out["logits"], out["taps"][0], out["gradcam"]
+"""
+
+import keras
+
+from tfadv.models import zoo
+
+
+def tapped_model(model, tap_names, gradcam_name):
+  """Wraps a functional classifier so that one call returns logits, taps and Grad-CAM maps.
+
+  Args:
+    model: a Keras functional model `images -> logits` with a single output.
+    tap_names: names of the layers whose outputs are the taps, in order (four for the
+      zoo models: `zoo.tap_layer_names(name)`).
+    gradcam_name: name of the layer whose output Grad-CAM differentiates the logits
+      against (`zoo.gradcam_layer_name(name)`).
+
+  Returns:
+    A Keras model sharing `model`'s layers whose call returns a dict:
+    `{"logits": [B, K], "taps": tuple of [B, h_j, w_j, c_j], "gradcam": [B, h, w, c]}`.
+
+  Raises:
+    ValueError: `model` has no single output, `tap_names` is empty, or a name is not a
+      layer of `model`.
+  """
+  if len(model.outputs) != 1:
+    raise ValueError(f"Invalid model: expected a functional model with one output (the "
+                     f"logits); received {len(model.outputs)} outputs")
+  tap_names = tuple(tap_names)
+  if not tap_names:
+    raise ValueError(f"Invalid tap_names: expected at least one layer name; "
+                     f"received tap_names={tap_names!r}")
+  outputs = {
+      "logits": model.outputs[0],
+      "taps": tuple(_layer_output(model, name, "tap_names") for name in tap_names),
+      "gradcam": _layer_output(model, gradcam_name, "gradcam_name"),
+  }
+  return keras.Model(model.inputs, outputs, name=f"{model.name}_tapped")
+
+
+def build_tapped(config, input_shape, num_classes):
+  """Builds a zoo model and its tapped twin.
+
+  Args:
+    config: a `tfadv.config.ModelConfig`.
+    input_shape: (height, width, channels) of the images.
+    num_classes: number of logits K.
+
+  Returns:
+    (model, tapped): the classifier (images in [0, 1] -> logits) and `tapped_model` of it
+    with the zoo's four stage taps and Grad-CAM layer.
+  """
+  model = zoo.build_model(config, input_shape, num_classes)
+  tapped = tapped_model(model, zoo.tap_layer_names(config.name),
+                        zoo.gradcam_layer_name(config.name))
+  return model, tapped
+
+
+def _layer_output(model, name, argument):
+  """The output tensor of layer `name` of `model`, or a ValueError naming `argument`."""
+  names = {layer.name for layer in model.layers}
+  if name not in names:
+    raise ValueError(f"Invalid {argument}: expected names of layers of model {model.name!r}; "
+                     f"received {name!r}, which is not one of its layers")
+  return model.get_layer(name).output

@@ -1,0 +1,316 @@
+"""The custom training loop: a thin composition of data, model, attack and loss terms.
+
+One step (per replica): craft adversarial examples with the recipe's attack (the model in
+inference mode, the true labels), run the tapped model on the clean and adversarial images
+in one concatenated batch, evaluate the recipe's weighted per-example loss terms, reduce them
+over the *global* batch (`tf.nn.compute_average_loss`) and apply the gradients (Keras
+all-reduces them across replicas). Everything inside one `tf.function`.
+
+Resuming: the step counter is the optimizer's `iterations`; checkpoints hold the model, the
+optimizer and nothing else, because the input pipeline is a pure function of (seed, step):
+a seeded shuffle, repeated, batched, and skipped to the restored step. Random starts of the
+attack are stateless, keyed by (seed, step, replica), so an interrupted run replays the same
+steps as an uninterrupted one.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from tfadv import config as config_lib
+from tfadv.attacks import registry
+from tfadv.defenses import recipes
+from tfadv.losses import forward as forward_lib
+from tfadv.models import taps as taps_lib
+from tfadv.models import zoo
+from tfadv.training import checkpoints
+from tfadv.training import strategy as strategy_lib
+from tfadv.training import summaries as summaries_lib
+
+RUN_CONFIG = "run_config.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train` hands back.
+
+  Attributes:
+    model: the trained Keras model (images in [0, 1] -> logits).
+    tapped: the same weights, returning logits, taps and the Grad-CAM layer.
+    steps: the optimizer step reached.
+    metrics: the mean of each logged quantity over the last logging window.
+    resumed_from: the checkpoint the run resumed from, or None.
+    strategy: the strategy the model lives under.
+  """
+  model: keras.Model
+  tapped: keras.Model
+  steps: int
+  metrics: Dict[str, float]
+  resumed_from: Optional[str]
+  strategy: Any
+
+
+def steps_per_epoch(num_examples, batch_size):
+  return max(1, num_examples // batch_size)
+
+
+def total_steps(train_config, num_train):
+  """Steps the run trains for: `train_steps`, or `epochs` over the training split."""
+  if train_config.train_steps:
+    return int(train_config.train_steps)
+  if not num_train:
+    raise ValueError("Invalid train_steps: the training split's size is unknown, so "
+                     "epochs cannot be converted to steps; set train_steps")
+  return train_config.epochs * steps_per_epoch(num_train, train_config.batch_size)
+
+
+def learning_rate(train_config, steps):
+  """The learning-rate schedule of a `TrainConfig` over `steps` steps."""
+  lr = train_config.learning_rate
+  if train_config.schedule is config_lib.Schedule.COSINE:
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
+  if train_config.schedule is config_lib.Schedule.PIECEWISE:
+    bounds = [max(1, steps // 2), max(2, (3 * steps) // 4)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [lr, lr * 0.1, lr * 0.01])
+  return lr
+
+
+def build_optimizer(train_config, steps):
+  """SGD with Nesterov-free momentum 0.9, or Adam; decoupled weight decay when set."""
+  lr = learning_rate(train_config, steps)
+  decay = train_config.weight_decay or None
+  if train_config.optimizer is config_lib.OptimizerKind.SGD:
+    return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay)
+  return keras.optimizers.Adam(lr, weight_decay=decay)
+
+
+def input_pipeline(dataset, batch_size, shuffle_buffer, seed, start_step=0):
+  """Training batches as a pure function of (seed, step).
+
+  A seeded shuffle reshuffled every epoch produces the same sequence of epochs in every
+  run, so skipping `start_step` batches puts a resumed run exactly where it stopped.
+  """
+  ds = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().batch(batch_size, drop_remainder=True)
+  if start_step:
+    ds = ds.skip(start_step)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _split(outputs, n):
+  """Splits every tensor of a tapped-model output dict at batch index `n`."""
+  return (tf.nest.map_structure(lambda t: t[:n], outputs),
+          tf.nest.map_structure(lambda t: t[n:], outputs))
+
+
+def _correct(outputs, labels):
+  pred = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
+  return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))
+
+
+def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, seed=0,
+                    jit=False):
+  """Builds `step(iterator) -> {metric: global mean}` for a recipe, in one tf.function.
+
+  Args:
+    model: the Keras model (logits), attacked in inference mode.
+    tapped: the same weights returning logits and taps (trained).
+    recipe: a `tfadv.defenses.recipes.Recipe`.
+    optimizer: a Keras optimizer created under `strategy`.
+    strategy: the tf.distribute strategy.
+    global_batch: the global batch size (the loss is averaged over it).
+    seed: base of the stateless random starts.
+    jit: compile the attack with XLA (inside the replica function, which also works under
+      MirroredStrategy).
+  """
+
+  def model_fn(x):
+    return model(x, training=False)
+
+  def attack_fn(x, y, attack_seed):
+    return registry.from_config(recipe.attack, seed=attack_seed)(model_fn, x, y)
+
+  if jit and recipe.needs_adv:
+    attack_fn = tf.function(attack_fn, jit_compile=True)
+
+  def replica_step(x, y, step):
+    context = tf.distribute.get_replica_context()
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+    attack_seed = tf.stack([tf.constant(seed, tf.int64), step * 4096 + replica])
+    x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed)) if recipe.needs_adv else None
+    with tf.GradientTape() as tape:
+      clean = adv = None
+      if recipe.needs_clean and recipe.needs_adv:
+        clean, adv = _split(tapped(tf.concat([x, x_adv], 0), training=True), tf.shape(x)[0])
+      elif recipe.needs_clean:
+        clean = tapped(x, training=True)
+      else:
+        adv = tapped(x_adv, training=True)
+      record = forward_lib.Forward(labels=y, clean=clean, adv=adv)
+      terms = {t.name: t.fn(record) for t in recipe.terms}
+      per_example = tf.add_n([t.weight * terms[t.name] for t in recipe.terms])
+      loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+      if model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
+    sums["loss"] = tf.reduce_sum(per_example)
+    if clean is not None:
+      sums["accuracy"] = _correct(clean, y)
+    if adv is not None:
+      sums["adv_accuracy"] = _correct(adv, y)
+    return sums
+
+  @tf.function
+  def step(iterator):
+    x, y = next(iterator)
+    per_replica = strategy.run(replica_step, args=(x, y, optimizer.iterations))
+    return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) / global_batch
+            for name, value in per_replica.items()}
+
+  return step
+
+
+def write_run_config(model_dir, run_config):
+  """Records the configs of a run (so evaluate/export rebuild the model) or checks them.
+
+  Raises:
+    ValueError: when `model_dir` already holds a run whose data, model or defense differ
+      (resuming it with other settings would silently mix two trainings).
+  """
+  path = os.path.join(model_dir, RUN_CONFIG)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      previous = json.load(f)
+    for key in ("data", "model", "defense"):
+      if previous.get(key) != run_config.get(key):
+        raise ValueError(
+            f"Invalid model_dir: {model_dir!r} holds a run with another {key} config "
+            f"({previous.get(key)}); received {run_config.get(key)}. Use a new model_dir "
+            "or the same settings to resume.")
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    json.dump(run_config, f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_run_config(model_dir):
+  """Reads `run_config.json` of a model directory written by `train`.
+
+  Raises:
+    FileNotFoundError: when the directory has none.
+  """
+  path = os.path.join(model_dir, RUN_CONFIG)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"Invalid model_dir: expected {path!r} (written by tfadv-train); "
+                            "it does not exist")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def to_jsonable(config):
+  """A config dataclass as a JSON-ready dict (enums by value)."""
+
+  def convert(value):
+    if dataclasses.is_dataclass(value):
+      return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+      return [convert(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
+      return value.value
+    return value
+
+  return convert(config)
+
+
+def train(data, model_config, defense_config, train_config, data_config=None,
+          strategy=None):
+  """Trains (or resumes) a model with a defense recipe and returns it.
+
+  Args:
+    data: a `tfadv.data.datasets.DatasetInfo` (unbatched train split used).
+    model_config: a `ModelConfig`.
+    defense_config: a `DefenseConfig`.
+    train_config: a `TrainConfig`.
+    data_config: the `DataConfig` `data` came from (recorded for evaluate/export).
+    strategy: a strategy to use instead of `train_config.strategy`.
+
+  Returns:
+    A `TrainResult`.
+  """
+  model_config.validate()
+  train_config.validate()
+  recipe = recipes.build(defense_config)
+  if strategy is None:
+    strategy = strategy_lib.make_strategy(train_config.strategy, train_config.num_cpu_devices)
+  chief = strategy_lib.is_chief(strategy)
+  replicas = strategy.num_replicas_in_sync
+  if train_config.batch_size % replicas:
+    raise ValueError(f"Invalid batch_size: expected a multiple of the {replicas} replicas; "
+                     f"received batch_size={train_config.batch_size}")
+  steps = total_steps(train_config, data.num_train)
+  tf.io.gfile.makedirs(train_config.model_dir)
+  if chief:
+    write_run_config(train_config.model_dir, {
+        "data": to_jsonable(data_config) if data_config else {"name": data.name},
+        "model": to_jsonable(model_config),
+        "defense": to_jsonable(defense_config),
+        "train": to_jsonable(train_config),
+        "dataset": {"name": data.name, "num_classes": data.num_classes,
+                    "image_shape": list(data.image_shape),
+                    "class_names": list(data.class_names)},
+    })
+
+  keras.utils.set_random_seed(train_config.seed)
+  with strategy.scope():
+    model = zoo.build_model(model_config, data.image_shape, data.num_classes)
+    tapped = taps_lib.tapped_model(model, zoo.tap_layer_names(model_config.name),
+                                   zoo.gradcam_layer_name(model_config.name))
+    optimizer = build_optimizer(train_config, steps)
+    optimizer.build(model.trainable_variables)
+  checkpointer = checkpoints.Checkpointer(train_config.model_dir, strategy,
+                                          train_config.keep_checkpoints, model=model,
+                                          optimizer=optimizer)
+  resumed_from = checkpointer.restore()
+  start = int(optimizer.iterations.numpy())
+  if resumed_from:
+    logging.info("Resumed from %s at step %d of %d.", resumed_from, start, steps)
+
+  shuffle_buffer = data_config.shuffle_buffer if data_config else 10_000
+  dataset = input_pipeline(data.train, train_config.batch_size, shuffle_buffer,
+                           train_config.seed, start)
+  iterator = iter(strategy.experimental_distribute_dataset(dataset))
+  step_fn = make_train_step(model, tapped, recipe, optimizer, strategy,
+                            train_config.batch_size, train_config.seed, train_config.jit)
+
+  summaries = summaries_lib.Summaries(train_config.model_dir, steps, start, enabled=chief,
+                                      progress=train_config.progress)
+  window, window_steps, last = {}, 0, {}
+  step = start
+  while step < steps:
+    values = step_fn(iterator)
+    step += 1
+    values = {k: float(v) for k, v in values.items()}
+    for k, v in values.items():
+      window[k] = window.get(k, 0.0) + v
+    window_steps += 1
+    summaries.progress(step, {k: values[k] for k in ("loss", "accuracy", "adv_accuracy")
+                              if k in values})
+    if step % train_config.log_every == 0 or step == steps:
+      last = {k: v / window_steps for k, v in window.items()}
+      lr = optimizer.learning_rate
+      last["learning_rate"] = float(lr(step) if callable(lr) else lr)
+      summaries.scalars(step, last)
+      window, window_steps = {}, 0
+    if step % train_config.checkpoint_every == 0 or step == steps:
+      checkpointer.save(step)
+  if start >= steps and not last:
+    logging.info("Nothing to train: the checkpoint is already at step %d of %d.", start, steps)
+  summaries.close()
+  return TrainResult(model, tapped, step, last, resumed_from, strategy)

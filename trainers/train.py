@@ -1,0 +1,67 @@
+r"""tfadv-train: train a hardened classifier, evaluate it under attack, optionally export it.
+
+  tfadv-train --dataset=fashion_mnist --defense=at_alp --eps=0.1 --epochs=2 \
+      --model_dir=/tmp/fmnist_at_alp --export_dir=/tmp/models/fmnist
+
+A restarted run with the same --model_dir resumes from its last checkpoint. The robustness
+report is written to <model_dir>/report.json and report.md; TensorBoard logs to
+<model_dir>/train.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging
+
+from trainers import common_flags
+from tfadv.training import strategy as strategy_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  common_flags.define_data_flags()
+  common_flags.define_model_flags()
+  common_flags.define_train_flags()
+  common_flags.define_eval_flags()
+  flags.DEFINE_string("export_dir", None,
+                      "Export the trained model as the next version under this base path.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
+  data_config = common_flags.data_config_from_flags()
+  model_config = common_flags.model_config_from_flags()
+  defense_config = common_flags.defense_config_from_flags()
+  train_config = common_flags.train_config_from_flags()
+  eval_config = common_flags.eval_config_from_flags()
+  if FLAGS.strategy == "mirrored" and FLAGS.num_cpu_devices:
+    strategy_lib.split_cpu(FLAGS.num_cpu_devices)  # Before TensorFlow builds anything.
+
+  from tfadv import workflow  # pylint: disable=g-import-not-at-top
+  result, report = workflow.train_and_evaluate(data_config, model_config, defense_config,
+                                               train_config, eval_config)
+  if report is None:
+    return
+  print(open(os.path.join(train_config.model_dir, "report.md")).read())
+  if FLAGS.export_dir:
+    from serving import export as export_lib  # pylint: disable=g-import-not-at-top
+    from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+    run_config = trainer.read_run_config(train_config.model_dir)
+    path = export_lib.export(result.model, FLAGS.export_dir,
+                             metadata=workflow.export_metadata(run_config, report))
+    print(f"Exported SavedModel: {path}")
+  logging.info("Report: %s", json.dumps(report))
+
+
+def run():
+  define_flags()
+  common_flags.run_main(main)
+
+
+if __name__ == "__main__":
+  run()
