@@ -19,6 +19,8 @@ setuptools.setup(
         "tensorflow-datasets==4.9.10",
         "importlib_resources",  # tfds 4.9.10 imports it without declaring it.
         "absl-py>=2.1",
+        "tensorboard>=2.20",  # tf.summary writers; tensorflow-cpu 2.21 does not pull it in.
+        "matplotlib>=3.8",  # plots in evaluation reports and analyses
         "numpy>=1.26",
         "Pillow>=10",  # validating image folders before tf.data reads them
         "scikit-learn>=1.4",  # the `digits` dataset (real 8x8 images for fast runs)

@@ -21,6 +21,7 @@ def define_flags():
   flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train.")
   flags.DEFINE_string("output_dir", None, "Where the report goes (default: --model_dir).")
   flags.DEFINE_string("data_dir", None, "Override the dataset's recorded data_dir.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
   common_flags.define_eval_flags()
 
 
@@ -38,7 +39,8 @@ def main(argv):
     data_config = dataclasses.replace(workflow.load_trained(FLAGS.model_dir).data_config,
                                       data_dir=FLAGS.data_dir)
   output = FLAGS.output_dir or FLAGS.model_dir
-  workflow.evaluate_model_dir(FLAGS.model_dir, eval_config, output, data_config)
+  workflow.evaluate_model_dir(FLAGS.model_dir, eval_config, output, data_config,
+                              progress=FLAGS.progress)
   print(open(os.path.join(output, "report.md")).read())
 
 

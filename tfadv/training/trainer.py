@@ -274,6 +274,7 @@ def train(data, model_config, defense_config, train_config, data_config=None,
                                    zoo.gradcam_layer_name(model_config.name))
     optimizer = build_optimizer(train_config, steps)
     optimizer.build(model.trainable_variables)
+  schedule = learning_rate(train_config, steps)
   checkpointer = checkpoints.Checkpointer(train_config.model_dir, strategy,
                                           train_config.keep_checkpoints, model=model,
                                           optimizer=optimizer)
@@ -304,8 +305,8 @@ def train(data, model_config, defense_config, train_config, data_config=None,
                               if k in values})
     if step % train_config.log_every == 0 or step == steps:
       last = {k: v / window_steps for k, v in window.items()}
-      lr = optimizer.learning_rate
-      last["learning_rate"] = float(lr(step) if callable(lr) else lr)
+      # From the schedule itself: under a strategy the optimizer's rate is a MirroredVariable.
+      last["learning_rate"] = float(schedule(step) if callable(schedule) else schedule)
       summaries.scalars(step, last)
       window, window_steps = {}, 0
     if step % train_config.checkpoint_every == 0 or step == steps:
