@@ -6,10 +6,12 @@ Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and 
 
 from tfadv.attacks import fgsm as fgsm_lib
 from tfadv.attacks import pgd as pgd_lib
+from tfadv.attacks import trades as trades_lib
 
 ATTACKS = {
     "fgsm": fgsm_lib.fgsm,
     "pgd": pgd_lib.pgd,
+    "trades": trades_lib.trades,  # TRADES inner maximisation (KL to the clean prediction)
 }
 
 
@@ -35,4 +37,8 @@ def from_config(config, seed=None):
     return lambda model_fn, x, y: pgd_lib.pgd(
         model_fn, x, y, config.eps, config.resolved_step_size, config.steps, config.norm,
         config.random_start, config.restarts, seed=seed)
+  if config.name == "trades":
+    return lambda model_fn, x, y: trades_lib.trades(
+        model_fn, x, y, config.eps, config.resolved_step_size, config.steps, config.norm,
+        seed=seed)
   return get(config.name)
