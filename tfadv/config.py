@@ -111,16 +111,19 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-  """A gradient attack (FGSM, PGD) under an L-inf or L2 budget, in [0, 1] pixel units.
+  """An attack under an L-inf or L2 budget, in [0, 1] pixel units.
 
   Attributes:
-    name: `fgsm` or `pgd`.
+    name: a name of `tfadv.attacks.registry.ATTACKS` (`fgsm`, `pgd`, `bim`, `cw_linf`, ...).
     eps: radius of the threat ball.
     step_size: PGD step; None means 2.5 * eps / steps (Madry et al.).
     steps: PGD iterations.
     norm: `linf` or `l2`.
     random_start: start PGD from a uniform point of the ball.
     restarts: PGD restarts (evaluation); the worst case per example is kept.
+    params: options of attacks other than `fgsm`/`pgd`, as sorted (key, value) pairs passed
+      to the attack function as keyword arguments (e.g. `(("steps", 100),)` for `cw_linf`,
+      `(("queries", 10000),)` for `rays`); the fields above are PGD's.
   """
   name: str = "pgd"
   eps: float = 0.1
@@ -129,9 +132,12 @@ class AttackConfig:
   norm: Norm = Norm.LINF
   random_start: bool = True
   restarts: int = 1
+  params: Tuple[Tuple[str, object], ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "norm", _choice(Norm, self.norm, "norm"))
+    params = self.params.items() if isinstance(self.params, dict) else self.params
+    object.__setattr__(self, "params", tuple(sorted((str(k), v) for k, v in params)))
 
   @property
   def resolved_step_size(self):
@@ -140,7 +146,21 @@ class AttackConfig:
     return 2.5 * self.eps / max(self.steps, 1)
 
   def validate(self):
-    _check(self.name in ("fgsm", "pgd"), "attack", "one of [fgsm, pgd]", self.name)
+    from tfadv.attacks import registry  # pylint: disable=g-import-not-at-top (cycle)
+    _check(self.name in registry.ATTACKS, "attack",
+           f"one of [{', '.join(sorted(registry.ATTACKS))}]", self.name)
+    if self.name not in registry.FIELD_ATTACKS:
+      default = AttackConfig()
+      for field in ("step_size", "steps", "random_start", "restarts"):
+        _check(getattr(self, field) == getattr(default, field), field,
+               f"the default for {self.name} (pass its options in params)",
+               getattr(self, field))
+      accepted = registry.parameters(self.name)
+      for key, _ in self.params:
+        _check(key in accepted, "attack option",
+               f"one of [{', '.join(accepted)}] for {self.name}", key)
+    else:
+      _check(not self.params, "params", f"none for {self.name} (use the fields)", self.params)
     limit = 1.0 if self.norm is Norm.LINF else math.inf
     _check(0.0 <= self.eps <= limit, "eps",
            "0 <= eps <= 1 (images are in [0, 1])" if limit == 1.0 else "eps >= 0", self.eps)
@@ -156,7 +176,8 @@ class DefenseConfig:
   """A defense recipe and its weights.
 
   Attributes:
-    name: `none`, `pat`, `alp`, `at`, `at_alp` (see `tfadv.defenses`).
+    name: `none`, `pat`, `alp`, `at`, `at_alp`, `aad`, `alp_aad`, `trades`, `at_alp_aad`
+      (see `tfadv.defenses.recipes`).
     attack: the training attack (PGD with the true labels).
     alp_weight: alpha, weight of adversarial logit pairing.
     at_weight: beta, weight of attention-map pairing.
@@ -165,6 +186,11 @@ class DefenseConfig:
     adv_ce_fraction: weight of the adversarial part of the cross-entropy,
       `(1 - f) * CE(clean) + f * CE(adv)`; None takes the recipe's default (`pat`: 1,
       the pairing recipes: 0.5, Kannan et al.'s mixed minibatch).
+    rectification_weight: alpha of AAD, weight of the attention rectification L_r.
+    preservation_weight: beta of AAD, weight of the attention preservation L_p.
+    kappa: attention-area threshold on the max-scaled Grad-CAM map; None uses each image's
+      mean (the AAD paper's default), a float in [0, 1] a fixed threshold.
+    trades_beta: beta of TRADES, weight of KL(f(x) || f(x_adv)).
   """
   name: str = "at_alp"
   attack: AttackConfig = AttackConfig()
@@ -173,9 +199,20 @@ class DefenseConfig:
   taps: Tuple[int, ...] = (0, 1, 2, 3)
   attention_p: float = 2.0
   adv_ce_fraction: Optional[float] = None
+  rectification_weight: float = 0.01
+  preservation_weight: float = 0.01
+  kappa: Optional[float] = None
+  trades_beta: float = 6.0
 
   def validate(self):
     self.attack.validate()
+    _check(self.rectification_weight >= 0, "rectification_weight", "a non-negative weight",
+           self.rectification_weight)
+    _check(self.preservation_weight >= 0, "preservation_weight", "a non-negative weight",
+           self.preservation_weight)
+    _check(self.kappa is None or 0.0 <= self.kappa <= 1.0, "kappa",
+           "None (per-image mean) or a threshold in [0, 1]", self.kappa)
+    _check(self.trades_beta >= 0, "trades_beta", "a non-negative weight", self.trades_beta)
     _check(self.alp_weight >= 0, "alp_weight", "a non-negative weight", self.alp_weight)
     _check(self.at_weight >= 0, "at_weight", "a non-negative weight", self.at_weight)
     _check(len(self.taps) >= 1 and all(0 <= t <= 3 for t in self.taps), "at_taps",
@@ -205,6 +242,8 @@ class TrainConfig:
     checkpoint_every: steps between checkpoints (a final one is always written).
     keep_checkpoints: how many checkpoints to keep.
     log_every: steps between TensorBoard summaries.
+    image_every: steps between TensorBoard images of Grad-CAM maps on clean vs adversarial
+      test images (chief only, outside the training step); 0 disables them.
     jit: compile the training step with XLA.
     seed: global seed (weights, shuffling, attack random starts).
     progress: show a progress bar.
@@ -222,6 +261,7 @@ class TrainConfig:
   checkpoint_every: int = 200
   keep_checkpoints: int = 3
   log_every: int = 50
+  image_every: int = 500
   jit: bool = False
   seed: int = 0
   progress: bool = True
@@ -246,6 +286,8 @@ class TrainConfig:
     _check(self.keep_checkpoints >= 1, "keep_checkpoints", "a positive integer",
            self.keep_checkpoints)
     _check(self.log_every >= 1, "log_every", "a positive integer", self.log_every)
+    _check(self.image_every >= 0, "image_every", "a non-negative integer (0: no images)",
+           self.image_every)
     return self
 
 

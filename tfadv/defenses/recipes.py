@@ -10,18 +10,38 @@ Recipes:
   alp:    (1-f) CE(clean) + f CE(adv) + alpha ALP (Kannan et al., 2018; f = 0.5).
   at:     (1-f) CE(clean) + f CE(adv) + beta AT (attention pairing alone).
   at_alp: (1-f) CE(clean) + f CE(adv) + alpha ALP + beta AT (Goodman et al., eq. 2).
+  aad:    CE(adv) + alpha_r L_r + beta_p L_p on Madry PGD training (Wu et al., eq. 10):
+          Grad-CAM rectification and preservation (weights rectification_weight,
+          preservation_weight; default 0.01 each, the paper's best).
+  alp_aad: alp + alpha_r L_r + beta_p L_p.
+  trades: (1-f) CE(clean) + f CE(adv) + trades_beta KL(f(x) || f(x_adv)), with x_adv from
+          the TRADES inner maximisation of that KL (Zhang et al., 2019; f = 0, beta = 6).
+  at_alp_aad: at_alp + alpha_r L_r + beta_p L_p (both attention signals: activation-map
+          pairing and Grad-CAM rectification/preservation).
+
+The AAD recipes carry a forward hook (`tfadv.defenses.forwards.attention_forward`) that adds
+Grad-CAM maps (`cam`) and, for L_r, logits on the masked images (`masked_logits`) to the
+clean and adversarial outputs. A zero rectification (preservation) weight drops that term
+and, with it, the masked pass (the Grad-CAM pass).
 """
 
 import dataclasses
+import functools
 from typing import Callable, Optional, Tuple
 
 from tfadv import config as config_lib
+from tfadv.defenses import forwards
 from tfadv.losses import attention_pairing
 from tfadv.losses import cross_entropy
 from tfadv.losses import logit_pairing
+from tfadv.losses import preservation
+from tfadv.losses import rectification
+from tfadv.losses import trades
 
 # Default adversarial share of the cross-entropy per recipe (DefenseConfig.adv_ce_fraction).
-_ADV_CE_FRACTION = {"none": 0.0, "pat": 1.0, "alp": 0.5, "at": 0.5, "at_alp": 0.5}
+_ADV_CE_FRACTION = {"none": 0.0, "pat": 1.0, "alp": 0.5, "at": 0.5, "at_alp": 0.5,
+                    "aad": 1.0, "alp_aad": 0.5, "trades": 0.0, "at_alp_aad": 0.5}
+_AAD = ("aad", "alp_aad", "at_alp_aad")
 DEFENSES = tuple(_ADV_CE_FRACTION)
 
 
@@ -42,11 +62,15 @@ class Recipe:
     attack: the training attack (run with the true labels), or None.
     needs_clean: whether a forward pass on the clean images is needed.
     terms: the weighted loss terms; the step loss is their weighted sum.
+    forward: optional hook `(tapped, x, x_adv, y) -> (clean, adv)` replacing the plain
+      tapped forward pass when the terms need more (Grad-CAM maps, masked images); see
+      `tfadv.defenses.forwards`. None: the trainer's forward on concat(clean, adv).
   """
   name: str
   attack: Optional[config_lib.AttackConfig]
   needs_clean: bool
   terms: Tuple[Term, ...]
+  forward: Optional[Callable] = None
 
   @property
   def needs_adv(self):
@@ -74,10 +98,25 @@ def build(config):
     terms.append(Term("clean_ce", 1.0 - f, cross_entropy.clean_cross_entropy))
   if f > 0.0:
     terms.append(Term("adv_ce", f, cross_entropy.adversarial_cross_entropy))
-  if config.name in ("alp", "at_alp"):
+  if config.name in ("alp", "at_alp", "alp_aad", "at_alp_aad"):
     terms.append(Term("alp", config.alp_weight, logit_pairing.logit_pairing_term))
-  if config.name in ("at", "at_alp"):
+  if config.name in ("at", "at_alp", "at_alp_aad"):
     terms.append(Term("at", config.at_weight,
                       attention_pairing.make_term(config.taps, config.attention_p)))
-  needs_clean = any(t.name in ("clean_ce", "alp", "at") for t in terms)
-  return Recipe(config.name, config.attack, needs_clean, tuple(terms))
+  attack, forward = config.attack, None
+  if config.name == "trades":
+    attack = dataclasses.replace(config.attack, name="trades")
+    terms.append(Term("trades_kl", config.trades_beta, trades.kl_term))
+  if config.name in _AAD:
+    if config.rectification_weight > 0:
+      terms.append(Term("rectification", config.rectification_weight,
+                        rectification.rectification_term))
+    if config.preservation_weight > 0:
+      terms.append(Term("preservation", config.preservation_weight,
+                        preservation.preservation_term))
+    if config.rectification_weight > 0 or config.preservation_weight > 0:
+      forward = functools.partial(forwards.attention_forward, kappa=config.kappa,
+                                  masked=config.rectification_weight > 0)
+  needs_clean = forward is not None or any(
+      t.name in ("clean_ce", "alp", "at", "trades_kl") for t in terms)
+  return Recipe(config.name, attack, needs_clean, tuple(terms), forward)

@@ -1,4 +1,4 @@
-"""TensorBoard scalars and a console progress bar, written by the chief only."""
+"""TensorBoard scalars and images and a console progress bar, written by the chief only."""
 
 import os
 import sys
@@ -28,6 +28,14 @@ class Summaries:
     with self._writer.as_default(step=step):
       for name, value in values.items():
         tf.summary.scalar(name, value)
+    self._writer.flush()
+
+  def images(self, step, name, images, max_outputs=4):
+    """Writes a batch of images [N, H, W, 3] in [0, 1] (e.g. Grad-CAM panels)."""
+    if not self._enabled:
+      return
+    with self._writer.as_default(step=step):
+      tf.summary.image(name, images, max_outputs=max_outputs)
     self._writer.flush()
 
   def progress(self, step, values):

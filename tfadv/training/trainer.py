@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfadv import config as config_lib
 from tfadv.attacks import registry
+from tfadv.attention import panels
 from tfadv.defenses import recipes
 from tfadv.losses import forward as forward_lib
 from tfadv.models import taps as taps_lib
@@ -145,7 +146,9 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
     x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed)) if recipe.needs_adv else None
     with tf.GradientTape() as tape:
       clean = adv = None
-      if recipe.needs_clean and recipe.needs_adv:
+      if recipe.forward is not None:  # Extra passes, e.g. Grad-CAM and masked images (AAD).
+        clean, adv = recipe.forward(tapped, x, x_adv, y)
+      elif recipe.needs_clean and recipe.needs_adv:
         clean, adv = _split(tapped(tf.concat([x, x_adv], 0), training=True), tf.shape(x)[0])
       elif recipe.needs_clean:
         clean = tapped(x, training=True)
@@ -175,6 +178,20 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
             for name, value in per_replica.items()}
 
   return step
+
+
+def make_panel_fn(model, tapped, recipe, data, seed=0, num_images=4):
+  """Grad-CAM panels (clean vs adversarial) of the first test images, for TensorBoard.
+
+  The defense's own training attack (fixed seed) makes the adversarial column; a defense
+  without an attack shows the clean columns only. Runs outside the training step.
+  """
+  split = data.test if data.test is not None else data.train
+  x, y = next(iter(split.batch(num_images).take(1)))
+  attack = None
+  if recipe.needs_adv:
+    attack = registry.from_config(recipe.attack, seed=tf.constant([seed, -1], tf.int64))
+  return panels.make_panel_fn(model, tapped, x, y, attack)
 
 
 def write_run_config(model_dir, run_config):
@@ -292,6 +309,9 @@ def train(data, model_config, defense_config, train_config, data_config=None,
 
   summaries = summaries_lib.Summaries(train_config.model_dir, steps, start, enabled=chief,
                                       progress=train_config.progress)
+  panel_fn = None
+  if chief and train_config.image_every:
+    panel_fn = make_panel_fn(model, tapped, recipe, data, train_config.seed)
   window, window_steps, last = {}, 0, {}
   step = start
   while step < steps:
@@ -309,6 +329,8 @@ def train(data, model_config, defense_config, train_config, data_config=None,
       last["learning_rate"] = float(schedule(step) if callable(schedule) else schedule)
       summaries.scalars(step, last)
       window, window_steps = {}, 0
+    if panel_fn is not None and step % train_config.image_every == 0:
+      summaries.images(step, "gradcam/clean_vs_adv", panel_fn())
     if step % train_config.checkpoint_every == 0 or step == steps:
       checkpointer.save(step)
   if start >= steps and not last:
