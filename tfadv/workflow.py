@@ -85,7 +85,8 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
     report = evaluate_model(result.model, data, eval_config, model_config.name,
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
-                            extra={"train_steps": result.steps})
+                            extra={"train_steps": result.steps,
+                                   "defense_config": trainer.to_jsonable(defense_config)})
   return result, report
 
 

@@ -56,6 +56,13 @@ def define_train_flags():
   flags.DEFINE_list("at_taps", ["0", "1", "2", "3"], "Stages (0..3) whose attention is paired.")
   flags.DEFINE_float("adv_ce_fraction", None,
                      "Adversarial share f of (1-f)·CE(clean) + f·CE(adv) (default per defense).")
+  flags.DEFINE_float("rectification_weight", 0.01,
+                     "AAD alpha: weight of the Grad-CAM attention rectification L_r.")
+  flags.DEFINE_float("preservation_weight", 0.01,
+                     "AAD beta: weight of the Grad-CAM attention preservation L_p.")
+  flags.DEFINE_float("kappa", None, "AAD attention threshold in [0, 1] on the max-scaled "
+                     "Grad-CAM map (default: each image's mean).")
+  flags.DEFINE_float("trades_beta", 6.0, "TRADES beta: weight of KL(f(x) || f(x_adv)).")
   flags.DEFINE_integer("batch_size", 128, "Global batch size.")
   flags.DEFINE_integer("epochs", 1, "Epochs (ignored when --train_steps is set).")
   flags.DEFINE_integer("train_steps", None, "Total optimizer steps.")
@@ -72,6 +79,8 @@ def define_train_flags():
                        "devices.")
   flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
   flags.DEFINE_integer("log_every", 50, "Steps between TensorBoard summaries.")
+  flags.DEFINE_integer("image_every", 500, "Steps between TensorBoard Grad-CAM panels "
+                       "(clean vs adversarial test images); 0 disables them.")
   flags.DEFINE_bool("jit", False, "Compile the attack with XLA (slower on CPU).")
   flags.DEFINE_integer("seed", 0, "Random seed.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -125,7 +134,10 @@ def defense_config_from_flags():
                                    step_size=FLAGS.attack_step_size)
   return config_lib.DefenseConfig(name=FLAGS.defense, attack=attack,
                                   alp_weight=FLAGS.alp_weight, at_weight=FLAGS.at_weight,
-                                  taps=taps, adv_ce_fraction=FLAGS.adv_ce_fraction).validate()
+                                  taps=taps, adv_ce_fraction=FLAGS.adv_ce_fraction,
+                                  rectification_weight=FLAGS.rectification_weight,
+                                  preservation_weight=FLAGS.preservation_weight,
+                                  kappa=FLAGS.kappa, trades_beta=FLAGS.trades_beta).validate()
 
 
 def train_config_from_flags():
@@ -138,7 +150,7 @@ def train_config_from_flags():
       learning_rate=FLAGS.learning_rate, schedule=FLAGS.lr_schedule,
       weight_decay=FLAGS.weight_decay, strategy=FLAGS.strategy,
       num_cpu_devices=FLAGS.num_cpu_devices, checkpoint_every=FLAGS.checkpoint_every,
-      log_every=FLAGS.log_every, jit=FLAGS.jit, seed=FLAGS.seed,
+      log_every=FLAGS.log_every, image_every=FLAGS.image_every, jit=FLAGS.jit, seed=FLAGS.seed,
       progress=FLAGS.progress).validate()
 
 

@@ -39,6 +39,12 @@ def markdown(report):
       "",
       f"{report['num_examples']} test examples, eps = {report['eps']} (images in [0, 1]).",
       "",
+  ]
+  if report.get("defense_config"):
+    weights = {k: v for k, v in report["defense_config"].items() if k not in ("name", "attack")}
+    lines += ["Defense settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in weights.items()),
+              ""]
+  lines += [
       "| attack | params | accuracy |",
       "|---|---|---|",
       f"| clean | - | {100 * report['clean_accuracy']:.2f}% |",
