@@ -83,5 +83,5 @@ def test_two_workers_train_identical_weights(tmp_path):
     np.testing.assert_allclose(w0[k], w1[k], rtol=1e-6, atol=1e-7)
   # Only the chief (worker 0) wrote checkpoints into model_dir; the scratch dir is gone.
   assert os.path.exists(tmp_path / "model" / "checkpoints" / "checkpoint")
-  assert not os.listdir(tmp_path / "model" / ".scratch") if os.path.exists(
-      tmp_path / "model" / ".scratch") else True
+  scratch = tmp_path / "model" / ".scratch"
+  assert not scratch.exists() or not os.listdir(scratch)
