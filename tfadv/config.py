@@ -149,6 +149,9 @@ class AttackConfig:
     from tfadv.attacks import registry  # pylint: disable=g-import-not-at-top (cycle)
     _check(self.name in registry.ATTACKS, "attack",
            f"one of [{', '.join(sorted(registry.ATTACKS))}]", self.name)
+    norms = registry.NORMS.get(self.name, ("linf", "l2"))
+    _check(self.norm.value in norms, "norm", f"one of [{', '.join(norms)}] for {self.name}",
+           self.norm.value)
     if self.name not in registry.FIELD_ATTACKS:
       default = AttackConfig()
       for field in ("step_size", "steps", "random_start", "restarts"):

@@ -14,7 +14,7 @@ from tfadv.attacks import common
 
 
 def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start=True,
-        restarts=1, targeted=False, seed=None):
+        restarts=1, targeted=False, seed=None, loss_fn=None):
   """Iterated gradient steps, each projected back onto the `eps`-ball and [0, 1].
 
   Args:
@@ -32,6 +32,8 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
     targeted: move towards `y`.
     seed: optional int tensor [2] making the random starts stateless (restart `r` uses
       `seed + [0, r]`).
+    loss_fn: the objective `loss_fn(labels=, logits=) -> [B]` each step ascends (descends
+      when `targeted`); None is the cross-entropy. CW-L-inf passes the CW margin here.
 
   Returns:
     Adversarial images within `eps` of `x` and in [0, 1].
@@ -54,8 +56,8 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
     else:
       x_adv = x
     for _ in range(steps):
-      x_adv = fast_gradient_method(model_fn, x_adv, step_size, order, clip_min=0.0,
-                                   clip_max=1.0, y=y, targeted=targeted)
+      x_adv = fast_gradient_method(model_fn, x_adv, step_size, order, loss_fn=loss_fn,
+                                   clip_min=0.0, clip_max=1.0, y=y, targeted=targeted)
       x_adv = common.project(x, x_adv, eps, order)
     if restarts == 1:
       return x_adv

@@ -4,15 +4,43 @@ Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and 
 `tf.function`, with the result inside the threat ball and in [0, 1].
 """
 
+import inspect
+
+from tfadv.attacks import cw
 from tfadv.attacks import fgsm as fgsm_lib
+from tfadv.attacks import iterative
 from tfadv.attacks import pgd as pgd_lib
+from tfadv.attacks import spsa as spsa_lib
+from tfadv.attacks import stepll as stepll_lib
 from tfadv.attacks import trades as trades_lib
 
 ATTACKS = {
     "fgsm": fgsm_lib.fgsm,
     "pgd": pgd_lib.pgd,
     "trades": trades_lib.trades,  # TRADES inner maximisation (KL to the clean prediction)
+    "bim": iterative.bim,
+    "mim": iterative.mim,
+    "cw_linf": cw.cw_linf,
+    "cw_l2": cw.cw_l2,
+    "stepll": stepll_lib.stepll,
+    "iter_stepll": stepll_lib.iter_stepll,
+    "spsa": spsa_lib.spsa,
 }
+
+# Attacks configured by AttackConfig's own PGD fields (steps, step_size, random_start,
+# restarts); every other attack takes its options from `AttackConfig.params`.
+FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
+
+# Attacks defined for one norm only (all others accept linf and l2).
+NORMS = {"cw_l2": ("l2",), "spsa": ("linf",)}
+
+_FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
+
+
+def parameters(name):
+  """The options (keyword arguments besides model_fn, x, y, eps, norm, seed) of an attack."""
+  signature = inspect.signature(get(name))
+  return tuple(p for p in signature.parameters if p not in _FIXED)
 
 
 def get(name):
@@ -29,7 +57,7 @@ def from_config(config, seed=None):
 
   Args:
     config: a `tfadv.config.AttackConfig`.
-    seed: optional int tensor [2] for stateless random starts (PGD only).
+    seed: optional int tensor [2] for stateless random starts (attacks with a `seed`).
   """
   if config.name == "fgsm":
     return lambda model_fn, x, y: fgsm_lib.fgsm(model_fn, x, y, config.eps, config.norm)
@@ -41,4 +69,9 @@ def from_config(config, seed=None):
     return lambda model_fn, x, y: trades_lib.trades(
         model_fn, x, y, config.eps, config.resolved_step_size, config.steps, config.norm,
         seed=seed)
-  return get(config.name)
+  fn = get(config.name)
+  accepted = inspect.signature(fn).parameters
+  kwargs = {"eps": config.eps, "norm": config.norm.value, **dict(config.params)}
+  if "seed" in accepted and seed is not None:
+    kwargs["seed"] = seed
+  return lambda model_fn, x, y: fn(model_fn, x, y, **kwargs)

@@ -14,13 +14,24 @@ from tfadv.attacks import registry
 
 
 def attack_label(config):
-  """Report key of an attack: `fgsm`, `pgd20`, `pgd20x5` (restarts), `pgd20_l2`."""
+  """Report key of an attack: `fgsm`, `pgd20`, `pgd20x5` (restarts), `pgd20_l2`, `cw_linf100`.
+
+  Attacks other than PGD are named by their `steps` and `restarts` options when given, and
+  A3 by its base attack (`a3_pgd10`).
+  """
   name = config.name
+  options = dict(config.params)
+  if "base" in options:
+    name += f"_{options['base']}"
   if config.name == "pgd":
     name += str(config.steps)
     if config.restarts > 1:
       name += f"x{config.restarts}"
-  if config.norm.value != "linf":
+  elif "steps" in options:
+    name += str(options["steps"])
+    if options.get("restarts", 1) > 1:
+      name += f"x{options['restarts']}"
+  if config.norm.value != "linf" and not config.name.endswith("_" + config.norm.value):
     name += "_" + config.norm.value
   return name
 
@@ -31,6 +42,7 @@ def attack_params(config):
   if config.name == "pgd":
     params.update(steps=config.steps, step_size=config.resolved_step_size,
                   random_start=config.random_start, restarts=config.restarts)
+  params.update(config.params)
   return params
 
 
