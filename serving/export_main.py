@@ -1,9 +1,11 @@
 r"""tfadv-export: export a trained model directory as a versioned SavedModel.
 
-  tfadv-export --model_dir=/tmp/fmnist_at_alp --export_dir=/tmp/models/fmnist
+  tfadv-export --model_dir=/tmp/fmnist_at_alp --export_dir=/tmp/models \
+      --model_name=fmnist_at_alp --model_config_file=/tmp/models/models.config
 
-Writes <export_dir>/<next version>/ (or --version), ready for TensorFlow Serving's
---model_base_path=<export_dir>.
+Writes <export_dir>/<model_name>/<next version>/ (or --version), ready for TensorFlow
+Serving's --model_base_path=<export_dir>/<model_name>, and with --model_config_file adds or
+updates the model's entry in that models.config (see serving/README.md).
 """
 
 import json
@@ -18,10 +20,57 @@ from trainers import common_flags
 FLAGS = flags.FLAGS
 
 
+def define_export_flags(with_export_dir=True):
+  """Flags shared by tfadv-export and tfadv-train (which defines its own --export_dir)."""
+  if with_export_dir:
+    flags.DEFINE_string("export_dir", None,
+                        "Export base: versions go to <export_dir>/<model_name>/<version>.")
+  flags.DEFINE_string("model_name", None,
+                      "Served model name (default: <dataset>_<defense>, e.g. digits_at_alp).")
+  flags.DEFINE_string("model_config_file", None,
+                      "Add or update the model's entry in this TF Serving models.config.")
+  flags.DEFINE_string("serving_base_path", None,
+                      "base_path written to --model_config_file (default: the absolute "
+                      "<export_dir>/<model_name>; in Docker e.g. /models/<model_name>).")
+  flags.DEFINE_string("version_policy", "latest",
+                      "Version policy of the models.config entry: latest[:N], all or "
+                      "specific:V1,V2.")
+
+
 def define_flags():
   flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train.")
-  flags.DEFINE_string("export_dir", None, "The model's base path (versions go below it).")
   flags.DEFINE_integer("version", None, "Version number (default: the next free one).")
+  define_export_flags()
+
+
+def export_from_flags(model, run_config, report, version=None):
+  """Exports `model` as the flags say; returns the version path (printed by the CLIs)."""
+  from serving import export as export_lib  # pylint: disable=g-import-not-at-top
+  from serving import server_config  # pylint: disable=g-import-not-at-top
+  from tfadv import workflow  # pylint: disable=g-import-not-at-top
+  from tfadv.models import zoo  # pylint: disable=g-import-not-at-top
+  name = FLAGS.model_name or export_lib.default_model_name(
+      run_config.get("dataset", {}).get("name", "model"),
+      run_config.get("defense", {}).get("name", "none"))
+  export_lib.check_model_name(name)
+  if FLAGS.model_config_file:  # Fail before exporting on a bad policy or config file.
+    server_config.parse_version_policy(FLAGS.version_policy)
+    server_config.read(FLAGS.model_config_file)
+  architecture = run_config.get("model", {}).get("name")
+  tap_names = gradcam_name = None
+  if architecture in zoo.MODEL_NAMES:
+    tap_names = zoo.tap_layer_names(architecture)
+    gradcam_name = zoo.gradcam_layer_name(architecture)
+  path = export_lib.export(model, FLAGS.export_dir, name, version,
+                           metadata=workflow.export_metadata(run_config, report),
+                           tap_names=tap_names, gradcam_name=gradcam_name)
+  print(f"Exported SavedModel: {path}")
+  if FLAGS.model_config_file:
+    base_path = FLAGS.serving_base_path or os.path.abspath(os.path.join(FLAGS.export_dir, name))
+    server_config.update_model_config(FLAGS.model_config_file, name, base_path,
+                                      FLAGS.version_policy)
+    print(f"Model config: {FLAGS.model_config_file} ({name} -> {base_path})")
+  return path
 
 
 def main(argv):
@@ -30,7 +79,6 @@ def main(argv):
   for name in ("model_dir", "export_dir"):
     if not getattr(FLAGS, name):
       raise ValueError(f"Invalid {name}: expected a directory path (--{name}); received none")
-  from serving import export as export_lib  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
   loaded = workflow.load_trained(FLAGS.model_dir)
   report = None
@@ -38,9 +86,7 @@ def main(argv):
   if os.path.exists(report_path):
     with open(report_path) as f:
       report = json.load(f)
-  path = export_lib.export(loaded.model, FLAGS.export_dir, FLAGS.version,
-                           metadata=workflow.export_metadata(loaded.run_config, report))
-  print(f"Exported SavedModel: {path}")
+  export_from_flags(loaded.model, loaded.run_config, report, FLAGS.version)
 
 
 def run():

@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # pylint: disable=g-import-not-at-top
 from absl import logging
 
+from serving import export_main
 from trainers import common_flags
 from tfadv.training import strategy as strategy_lib
 
@@ -28,7 +29,9 @@ def define_flags():
   common_flags.define_train_flags()
   common_flags.define_eval_flags()
   flags.DEFINE_string("export_dir", None,
-                      "Export the trained model as the next version under this base path.")
+                      "Export the trained model as the next version of "
+                      "<export_dir>/<model_name>/ (see serving/README.md).")
+  export_main.define_export_flags(with_export_dir=False)
 
 
 def main(argv):
@@ -39,6 +42,9 @@ def main(argv):
   defense_config = common_flags.defense_config_from_flags()
   train_config = common_flags.train_config_from_flags()
   eval_config = common_flags.eval_config_from_flags()
+  if FLAGS.export_dir and FLAGS.model_name:  # Fail before training, not after.
+    from serving import export as export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.check_model_name(FLAGS.model_name)
   if FLAGS.strategy == "mirrored" and FLAGS.num_cpu_devices:
     strategy_lib.split_cpu(FLAGS.num_cpu_devices)  # Before TensorFlow builds anything.
 
@@ -49,12 +55,9 @@ def main(argv):
     return
   print(open(os.path.join(train_config.model_dir, "report.md")).read())
   if FLAGS.export_dir:
-    from serving import export as export_lib  # pylint: disable=g-import-not-at-top
     from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
     run_config = trainer.read_run_config(train_config.model_dir)
-    path = export_lib.export(result.model, FLAGS.export_dir,
-                             metadata=workflow.export_metadata(run_config, report))
-    print(f"Exported SavedModel: {path}")
+    export_main.export_from_flags(result.model, run_config, report)
   logging.info("Report: %s", json.dumps(report))
 
 

@@ -50,7 +50,7 @@ def test_train_writes_report_checkpoints_and_export(trained):
   assert report["attacks"]["pgd5"]["params"]["steps"] == 5
   assert "| pgd5 |" in open(os.path.join(model_dir, "report.md")).read()
   assert "| pgd5 |" in stdout
-  assert os.path.exists(os.path.join(export_dir, "1", "saved_model.pb"))
+  assert os.path.exists(os.path.join(export_dir, "digits_at_alp", "1", "saved_model.pb"))
 
 
 def test_evaluate_cli_rewrites_the_report(trained, tmp_path):
@@ -69,9 +69,10 @@ def test_export_cli_adds_versions_and_serves_the_same_logits(trained, tmp_path):
   model_dir, _, _ = trained
   export_dir = str(tmp_path / "models")
   for expected in ("1", "2"):
-    proc = _run("serving.export_main", f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    proc = _run("serving.export_main", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+                "--model_name=digits")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert os.path.join(export_dir, expected) in proc.stdout
+    assert os.path.join(export_dir, "digits", expected) in proc.stdout
   # Load the export in a fresh process and compare with the restored Keras model.
   check = r"""
 import sys, numpy as np, tensorflow as tf
@@ -85,7 +86,8 @@ np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
 assert (out["classes"].numpy() == out["logits"].numpy().argmax(-1)).all()
 print("OK")
 """
-  proc = subprocess.run([sys.executable, "-c", check, model_dir, os.path.join(export_dir, "2")],
+  proc = subprocess.run([sys.executable, "-c", check, model_dir,
+                         os.path.join(export_dir, "digits", "2")],
                         cwd=ROOT, capture_output=True, text=True, timeout=120,
                         env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
