@@ -1,0 +1,1 @@
+"""Build tooling of tfadv (Bazel BUILD generator, pytest runner)."""
