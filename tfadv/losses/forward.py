@@ -13,7 +13,9 @@ class Forward:
   Attributes:
     labels: int [B] true labels.
     clean: the tapped model's output dict on the clean images (`logits`, `taps`, `gradcam`),
-      or None when the defense does not look at clean images.
+      or None when the defense does not look at clean images. A recipe's forward hook may
+      add keys (AAD: `cam`, the Grad-CAM maps [B, h, w]; `masked_logits`, the logits on the
+      images with their attention area removed; see `tfadv.defenses.forwards`).
     adv: the same on the adversarial images, or None without an attack.
   """
   labels: tf.Tensor
