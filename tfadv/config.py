@@ -39,6 +39,12 @@ class Norm(enum.Enum):
     return math.inf if self is Norm.LINF else 2
 
 
+class ThreatModel(enum.Enum):
+  WHITE = "white"  # Attack the evaluated model itself.
+  GRAY = "gray"  # Attack a copy: same architecture and defense, another seed; transfer.
+  BLACK = "black"  # Attack a different surrogate architecture; transfer.
+
+
 class StrategyKind(enum.Enum):
   DEFAULT = "default"
   MIRRORED = "mirrored"
@@ -302,6 +308,11 @@ class EvalConfig:
     attacks: attack configs; each is reported under `name` (e.g. `pgd20`).
     num_examples: test examples to evaluate (None: the whole test split).
     batch_size: evaluation batch size.
+    threat_model: `white`, `gray` or `black` (see `ThreatModel`).
+    source_model_dir: for `gray`/`black`, the model directory of the model the attacks are
+      computed on (its adversarial examples are then tested on the evaluated model).
+    unbounded_check: also run PGD-10 at eps = 1 (L-inf), which must reach ~0% accuracy
+      (a sanity check against gradient masking).
   """
   attacks: Tuple[AttackConfig, ...] = (
       AttackConfig(name="fgsm", eps=0.1),
@@ -309,10 +320,25 @@ class EvalConfig:
   )
   num_examples: Optional[int] = None
   batch_size: int = 256
+  threat_model: ThreatModel = ThreatModel.WHITE
+  source_model_dir: Optional[str] = None
+  unbounded_check: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "threat_model",
+                       _choice(ThreatModel, self.threat_model, "threat_model"))
 
   def validate(self):
     for attack in self.attacks:
       attack.validate()
+    if self.threat_model is ThreatModel.WHITE:
+      _check(not self.source_model_dir, "source_model_dir",
+             "none with --threat_model=white (the model attacks itself)",
+             self.source_model_dir)
+    else:
+      _check(bool(self.source_model_dir), "source_model_dir",
+             f"the model directory of the surrogate for --threat_model="
+             f"{self.threat_model.value}", self.source_model_dir)
     _check(self.num_examples is None or self.num_examples >= 1, "num_examples",
            "a positive integer", self.num_examples)
     _check(self.batch_size >= 1, "eval_batch_size", "a positive integer", self.batch_size)

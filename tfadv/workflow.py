@@ -7,11 +7,15 @@ notebooks can call the same code.
 import dataclasses
 import os
 import keras
+import tensorflow as tf
 
 from tfadv import config as config_lib
 from tfadv.data import datasets
+from tfadv.evaluation import partial
+from tfadv.evaluation import plots
 from tfadv.evaluation import report as report_lib
 from tfadv.evaluation import robustness
+from tfadv.evaluation import sanity
 from tfadv.models import zoo
 from tfadv.training import checkpoints
 from tfadv.training import strategy as strategy_lib
@@ -29,26 +33,64 @@ class LoadedModel:
 
 
 def _progress_bar(total, enabled):
+  """A callable `(label, done)` drawing one progress bar per attack, or None."""
   if not enabled:
     return None
-  bar = keras.utils.Progbar(total, unit_name="example")
-  return bar.update
+  bars = {}
+
+  def update(label, done):
+    if label not in bars:
+      print(f"{label}:", flush=True)
+      bars[label] = keras.utils.Progbar(total, unit_name="example")
+    bars[label].update(done)
+
+  return update
+
+
+UNBOUNDED_CHECK = config_lib.AttackConfig(name="pgd", eps=1.0, steps=10)
 
 
 def evaluate_model(model, data, eval_config, model_name, defense_name, eps, directory=None,
-                   progress=True, extra=None):
+                   progress=True, extra=None, source_model=None, fingerprint=None,
+                   white_report=None):
   """Evaluates a model on the test split and writes the report into `directory`.
+
+  Besides `report.json` and `report.md`, writes PNG plots (accuracy vs iterations and vs
+  eps, when the attack list has several of either) and the sanity-check warnings. When
+  `fingerprint` is given, finished attacks are kept in `directory/report.partial.json`
+  and an interrupted evaluation with the same fingerprint resumes without recomputing
+  them.
+
+  Args:
+    source_model: the surrogate the attacks run on (gray/black box), or None (white box).
+    fingerprint: JSON-serialisable identity of the evaluation (checkpoint, data, ...).
+    white_report: the white-box report of the same model, compared with a transfer one.
 
   Returns:
     The report dict.
   """
   eval_config.validate()
+  attacks = tuple(eval_config.attacks)
+  if eval_config.unbounded_check and UNBOUNDED_CHECK not in attacks:
+    attacks += (UNBOUNDED_CHECK,)
   total = eval_config.num_examples or data.num_test
-  result = robustness.evaluate(model, data.test, eval_config.attacks, eval_config.num_examples,
+  cache = None
+  if directory and fingerprint is not None:
+    cache = partial.PartialResults(directory, dict(
+        fingerprint, num_examples=eval_config.num_examples, dataset=data.name,
+        threat_model=eval_config.threat_model.value))
+  result = robustness.evaluate(model, data.test, attacks, eval_config.num_examples,
                                eval_config.batch_size,
-                               _progress_bar(total, progress and total is not None))
+                               _progress_bar(total, progress and total is not None),
+                               source_model=source_model, cache=cache)
+  extra = dict(extra or {}, threat_model=eval_config.threat_model.value)
+  if eval_config.source_model_dir:
+    extra["source_model"] = eval_config.source_model_dir
   report = report_lib.build(result, data.name, model_name, defense_name, eps, extra)
+  report["warnings"] = sanity.check(report, white_report)
   if directory:
+    tf.io.gfile.makedirs(directory)
+    report["plots"] = plots.write_all(report, directory)
     report_lib.write(report, directory)
   return report
 
@@ -115,7 +157,7 @@ def load_trained(model_dir):
 
 
 def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None,
-                       progress=True):
+                       progress=True, resume=True):
   """Evaluates the latest checkpoint of a run on its dataset's test split.
 
   Args:
@@ -123,10 +165,82 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
     eval_config: the attacks and the number of examples.
     output_dir: where report.json/report.md go (default: `model_dir`).
     data_config: override the recorded dataset (e.g. another `data_dir`).
+    progress: show a progress bar per attack.
+    resume: keep finished attacks in `output_dir/report.partial.json` and reuse the ones
+      a previous (interrupted) run of the same evaluation finished.
   """
   loaded = load_trained(model_dir)
-  data = datasets.load(data_config or loaded.data_config)
+  data_config = data_config or loaded.data_config
+  data = datasets.load(data_config)
   eps = max((a.eps for a in eval_config.attacks), default=0.0)
+  output_dir = output_dir or model_dir
+  source, white_report = None, None
+  fingerprint = {"checkpoint": loaded.checkpoint, "data": dataclasses.asdict(data_config)}
+  if eval_config.threat_model is not config_lib.ThreatModel.WHITE:
+    source = load_source_model(loaded, eval_config.source_model_dir, eval_config.threat_model)
+    fingerprint["source_checkpoint"] = source.checkpoint
+    white_report = _white_report(model_dir, loaded.checkpoint, output_dir)
   return evaluate_model(loaded.model, data, eval_config, loaded.model_config.name,
-                        loaded.run_config["defense"]["name"], eps, output_dir or model_dir,
-                        progress, extra={"checkpoint": loaded.checkpoint})
+                        loaded.run_config["defense"]["name"], eps, output_dir,
+                        progress, extra={"checkpoint": loaded.checkpoint},
+                        source_model=source.model if source else None,
+                        fingerprint=fingerprint if resume else None,
+                        white_report=white_report)
+
+
+def _model_identity(loaded):
+  return ({k: v for k, v in loaded.run_config["model"].items() if k != "weights"},
+          loaded.run_config["defense"]["name"])
+
+
+def load_source_model(target, source_model_dir, threat_model):
+  """Loads the surrogate of a gray- or black-box evaluation and checks it fits the threat.
+
+  Gray box: same architecture and defense as the target, but another training run (its own
+  checkpoint). Black box: a different architecture. Both must take the same images and
+  predict the same classes.
+
+  Raises:
+    ValueError: the surrogate does not match the threat model or the target's data.
+  """
+  source = load_trained(source_model_dir)
+  if source.checkpoint == target.checkpoint:
+    raise ValueError(f"Invalid source_model_dir: expected another training run than the "
+                     f"evaluated model for --threat_model={threat_model.value}; received the "
+                     f"same checkpoint {source.checkpoint!r}")
+  for key in ("image_shape", "num_classes"):
+    if source.run_config["dataset"].get(key) != target.run_config["dataset"].get(key):
+      raise ValueError(
+          f"Invalid source_model_dir: expected a model of the same {key} as the target "
+          f"({target.run_config['dataset'].get(key)}); received "
+          f"{source.run_config['dataset'].get(key)} in {source_model_dir!r}")
+  (source_arch, source_defense), (arch, defense) = (_model_identity(source),
+                                                    _model_identity(target))
+  if threat_model is config_lib.ThreatModel.GRAY and (source_arch, source_defense) != (
+      arch, defense):
+    raise ValueError(
+        f"Invalid source_model_dir: a gray-box surrogate must have the target's architecture "
+        f"and defense ({arch}, {defense}); received ({source_arch}, {source_defense}) in "
+        f"{source_model_dir!r} (use --threat_model=black for another architecture)")
+  if threat_model is config_lib.ThreatModel.BLACK and source_arch == arch:
+    raise ValueError(
+        f"Invalid source_model_dir: a black-box surrogate must have another architecture than "
+        f"the target ({arch}); received the same in {source_model_dir!r} (use "
+        f"--threat_model=gray for a copy of the target)")
+  return source
+
+
+def _white_report(model_dir, checkpoint, output_dir):
+  """The white-box report of the same checkpoint, if one was written, else None."""
+  for directory in (model_dir, output_dir):
+    path = os.path.join(directory, "report.json")
+    if not tf.io.gfile.exists(path):
+      continue
+    try:
+      report = report_lib.read(path)
+    except ValueError:
+      continue
+    if (report.get("threat_model", "white") == "white"
+        and report.get("checkpoint") in (None, checkpoint)):
+      return report
+  return None

@@ -34,7 +34,10 @@ def define_eval_flags(eps_default="0.1"):
                     "Epsilons of the evaluation attacks (L-inf, pixel units of [0, 1]).")
   flags.DEFINE_string("attacks", "fgsm,pgd:steps=20",
                       "Evaluation attacks, comma-separated, each with ':key=value' options "
-                      "(steps, step_size, restarts, random_start, norm, eps).")
+                      "(pgd: steps, step_size, restarts, random_start, norm, eps; other "
+                      "attacks: eps, norm and their own options, e.g. cw_linf:steps=100, "
+                      "mim:decay=0.9, spsa:steps=100). Attacks: fgsm, pgd, bim, mim, "
+                      "cw_linf, cw_l2, stepll, iter_stepll, spsa, ...")
   flags.DEFINE_integer("num_examples", None, "Test examples to evaluate (default: all).")
   flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 
@@ -117,11 +120,14 @@ def _floats(values, flag):
     raise ValueError(f"Invalid {flag}: expected numbers; received {','.join(values)!r}") from None
 
 
-def eval_config_from_flags():
-  eps = _floats(FLAGS.eval_eps, "eval_eps")
+def eval_config_from_flags(eps=None, **fields):
+  """The EvalConfig of the eval flags; `eps` (strings) overrides --eval_eps, `fields` add
+  EvalConfig fields (threat_model, source_model_dir, ...)."""
+  flag = "eps" if eps else "eval_eps"
+  eps = _floats(eps or FLAGS.eval_eps, flag)
   return config_lib.EvalConfig(attacks=specs.parse_attacks(FLAGS.attacks, eps),
                                num_examples=FLAGS.num_examples,
-                               batch_size=FLAGS.eval_batch_size).validate()
+                               batch_size=FLAGS.eval_batch_size, **fields).validate()
 
 
 def defense_config_from_flags():

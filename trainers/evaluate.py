@@ -1,9 +1,15 @@
 r"""tfadv-evaluate: accuracy of a trained model, clean and under attack.
 
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=20,pgd:steps=100 \
-      --eval_eps=0.1 --num_examples=2000
+      --eps=0.05,0.1 --num_examples=2000
+  # Gray box: attack another run of the same architecture and defense, test the transfer.
+  tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --threat_model=gray \
+      --source_model_dir=/tmp/fmnist_at_alp_seed1 --output_dir=/tmp/gray
 
-Writes report.json and report.md into --output_dir (default: --model_dir).
+Writes report.json, report.md, PNG plots (accuracy vs iterations / vs eps when the attack
+list has several) and report.partial.json (finished attacks: an interrupted evaluation run
+again with the same flags resumes without recomputing them) into --output_dir (default:
+--model_dir).
 """
 
 import os
@@ -22,6 +28,16 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, "Where the report goes (default: --model_dir).")
   flags.DEFINE_string("data_dir", None, "Override the dataset's recorded data_dir.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.DEFINE_list("eps", None, "Epsilons of the attacks (same as --eval_eps).")
+  flags.DEFINE_enum("threat_model", "white", ["white", "gray", "black"],
+                    "white: attack the model; gray: attack --source_model_dir (same "
+                    "architecture and defense, another seed) and transfer; black: attack a "
+                    "different surrogate architecture (--source_model_dir) and transfer.")
+  flags.DEFINE_string("source_model_dir", None,
+                      "The surrogate's model directory (gray and black box).")
+  flags.DEFINE_bool("unbounded_check", False,
+                    "Also run PGD-10 at eps=1, which must reach ~0% (gradient-masking check).")
+  flags.DEFINE_bool("resume", True, "Reuse finished attacks of an interrupted evaluation.")
   common_flags.define_eval_flags()
 
 
@@ -31,7 +47,12 @@ def main(argv):
   if not FLAGS.model_dir:
     raise ValueError("Invalid model_dir: expected a directory written by tfadv-train "
                      "(--model_dir); received none")
-  eval_config = common_flags.eval_config_from_flags()
+  if FLAGS.eps and FLAGS["eval_eps"].present and FLAGS.eps != FLAGS.eval_eps:
+    raise ValueError(f"Invalid eps: --eps and --eval_eps name the same list; received "
+                     f"--eps={','.join(FLAGS.eps)} and --eval_eps={','.join(FLAGS.eval_eps)}")
+  eval_config = common_flags.eval_config_from_flags(
+      FLAGS.eps, threat_model=FLAGS.threat_model, source_model_dir=FLAGS.source_model_dir,
+      unbounded_check=FLAGS.unbounded_check)
   import dataclasses  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
   data_config = None
@@ -40,7 +61,7 @@ def main(argv):
                                       data_dir=FLAGS.data_dir)
   output = FLAGS.output_dir or FLAGS.model_dir
   workflow.evaluate_model_dir(FLAGS.model_dir, eval_config, output, data_config,
-                              progress=FLAGS.progress)
+                              progress=FLAGS.progress, resume=FLAGS.resume)
   print(open(os.path.join(output, "report.md")).read())
 
 

@@ -3,7 +3,10 @@
 Schema (extra keys may be added, none removed):
   {"dataset": str, "model": str, "defense": str, "eps": float, "num_examples": int,
    "clean_accuracy": float,
-   "attacks": {"<name>": {"accuracy": float, "params": {...}}}}
+   "attacks": {"<name>": {"accuracy": float, "params": {...}}},
+   # Added by the evaluation suite (optional when reading):
+   "threat_model": "white" | "gray" | "black", "source_model": str (gray/black),
+   "warnings": [str, ...] (tfadv.evaluation.sanity), "plots": {kind: "file.png"}}
 Files are written to a temporary name and renamed, so a crash never leaves half a report.
 """
 
@@ -39,6 +42,7 @@ def markdown(report):
       "",
       f"{report['num_examples']} test examples, eps = {report['eps']} (images in [0, 1]).",
       "",
+      *_threat_lines(report),
   ]
   if report.get("defense_config"):
     weights = {k: v for k, v in report["defense_config"].items() if k not in ("name", "attack")}
@@ -52,7 +56,25 @@ def markdown(report):
   for name, entry in report["attacks"].items():
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry["params"].items())
     lines.append(f"| {name} | {params} | {100 * entry['accuracy']:.2f}% |")
+  warnings = report.get("warnings")
+  if warnings is not None:
+    lines += ["", "## Sanity checks", ""]
+    lines += [f"- WARNING: {w}" for w in warnings] or [
+        "No warnings: accuracy falls with more iterations and larger eps, and no "
+        "gradient-free or transfer attack beats the gradient attacks."]
+  for kind, name in report.get("plots", {}).items():
+    lines += ["", f"![{kind}]({name})"]
   return "\n".join(lines) + "\n"
+
+
+def _threat_lines(report):
+  threat = report.get("threat_model")
+  if not threat:
+    return []
+  text = f"Threat model: {threat} box"
+  if report.get("source_model"):
+    text += f" (adversarial examples computed on {report['source_model']}, then transferred)"
+  return [text + ".", ""]
 
 
 def _fmt(value):

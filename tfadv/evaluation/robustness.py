@@ -38,7 +38,7 @@ def attack_label(config):
 
 def attack_params(config):
   """The parameters of an attack as recorded in the report."""
-  params = {"eps": config.eps, "norm": config.norm.value}
+  params = {"attack": config.name, "eps": config.eps, "norm": config.norm.value}
   if config.name == "pgd":
     params.update(steps=config.steps, step_size=config.resolved_step_size,
                   random_start=config.random_start, restarts=config.restarts)
@@ -62,54 +62,86 @@ class Result:
     return self.attack_correct[name] / max(self.num_examples, 1)
 
 
-def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = None,
-             batch_size=256, progress=None):
-  """Evaluates `model` on `dataset` clean and under each attack config.
+def attack_labels(attacks):
+  """Report keys of a list of attack configs (`@eps` is appended when budgets differ).
 
-  Args:
-    model: Keras model, images in [0, 1] -> logits.
-    dataset: unbatched tf.data of (image, label).
-    attacks: `AttackConfig`s.
-    num_examples: how many test examples (None: all).
-    batch_size: evaluation batch size.
-    progress: optional callable(done_examples) for a progress bar.
-
-  Returns:
-    A `Result`.
+  Raises:
+    ValueError: two attacks would share a key.
   """
   labels = [attack_label(a) for a in attacks]
   if len({a.eps for a in attacks}) > 1:  # Several budgets: the key names its eps.
     labels = [f"{label}@{a.eps:g}" for label, a in zip(labels, attacks)]
   if len(set(labels)) != len(labels):
     raise ValueError(f"Invalid attacks: two attacks share a report name in {labels}")
+  return labels
+
+
+def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = None,
+             batch_size=256, progress=None, source_model=None, cache=None):
+  """Evaluates `model` on `dataset` clean and under each attack config.
+
+  Attacks run one after the other over the whole evaluation set, so a finished attack can
+  be recorded in `cache` and skipped when an interrupted evaluation is run again.
+
+  Args:
+    model: Keras model, images in [0, 1] -> logits: the model whose accuracy is measured.
+    dataset: unbatched tf.data of (image, label), in a deterministic order.
+    attacks: `AttackConfig`s.
+    num_examples: how many test examples (None: all).
+    batch_size: evaluation batch size.
+    progress: optional callable `(label, done_examples)` (a progress bar per attack).
+    source_model: the model the attacks are computed on, when it is not `model` (gray-
+      and black-box threat models: the adversarial examples transfer). None: white box.
+    cache: optional `tfadv.evaluation.partial.PartialResults`: counts already in it are
+      reused, and each newly finished count (clean or attack) is written to it at once.
+
+  Returns:
+    A `Result`.
+  """
+  labels = attack_labels(attacks)
   bound = {label: registry.from_config(a) for label, a in zip(labels, attacks)}
+  params = {label: attack_params(a) for label, a in zip(labels, attacks)}
 
   def model_fn(x):
     return model(x, training=False)
 
-  @tf.function
-  def batch_counts(x, y):
-    y = tf.cast(y, tf.int32)
-    counts = {"clean": _count_correct(model_fn(x), y)}
-    for label, fn in bound.items():
-      counts[label] = _count_correct(model_fn(fn(model_fn, x, y)), y)
-    return counts
+  source = source_model or model
+
+  def source_fn(x):
+    return source(x, training=False)
 
   if num_examples is not None:
     dataset = dataset.take(num_examples)
-  totals = {"clean": 0, **{label: 0 for label in labels}}
-  seen = 0
-  for x, y in dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE):
-    counts = batch_counts(x, y)
-    for k, v in counts.items():
-      totals[k] += int(v)
-    seen += int(tf.shape(y)[0])
-    if progress is not None:
-      progress(seen)
-  if seen == 0:
-    raise ValueError("Invalid dataset: the evaluation split yielded no examples")
-  return Result(seen, totals["clean"], {l: totals[l] for l in labels},
-                {l: attack_params(a) for l, a in zip(labels, attacks)})
+  batches = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+  def run(label, count_fn):
+    if cache is not None and cache.has(label, params.get(label, {})):
+      return cache.get(label)
+    total, seen = 0, 0
+    for x, y in batches:
+      total += int(count_fn(x, tf.cast(y, tf.int32)))
+      seen += int(tf.shape(y)[0])
+      if progress is not None:
+        progress(label, seen)
+    if seen == 0:
+      raise ValueError("Invalid dataset: the evaluation split yielded no examples")
+    if cache is not None:
+      cache.put(label, total, seen, params.get(label, {}))
+    return total, seen
+
+  clean, seen = run("clean", tf.function(lambda x, y: _count_correct(model_fn(x), y)))
+  correct = {}
+  for label, fn in bound.items():
+
+    @tf.function
+    def adv_count(x, y, fn=fn):
+      return _count_correct(model_fn(fn(source_fn, x, y)), y)
+
+    correct[label], attack_seen = run(label, adv_count)
+    if attack_seen != seen:
+      raise ValueError(f"Invalid cache: {label!r} was recorded on {attack_seen} examples, "
+                       f"the evaluation has {seen}")
+  return Result(seen, clean, correct, params)
 
 
 def _count_correct(logits, y):

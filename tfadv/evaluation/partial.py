@@ -1,0 +1,60 @@
+"""Partial results of a long evaluation, so an interrupted run resumes where it stopped.
+
+`report.partial.json` holds, per finished attack, the number of robust examples. It is
+keyed by a fingerprint of everything the counts depend on (checkpoint, dataset, number of
+examples, threat model and source model); a file with another fingerprint is ignored and
+overwritten. Each update is written atomically (temporary file + rename).
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+FILENAME = "report.partial.json"
+
+
+class PartialResults:
+  """Counts of finished attacks, persisted to `directory/report.partial.json`.
+
+  Args:
+    directory: where the file lives (the report's directory).
+    fingerprint: a JSON-serialisable dict identifying the evaluation.
+  """
+
+  def __init__(self, directory, fingerprint):
+    self.path = os.path.join(directory, FILENAME)
+    self.fingerprint = json.loads(json.dumps(fingerprint))
+    self.entries = {}
+    if tf.io.gfile.exists(self.path):
+      try:
+        with tf.io.gfile.GFile(self.path) as f:
+          stored = json.load(f)
+      except ValueError:  # A corrupt file (should not happen: writes are atomic).
+        stored = {}
+      if stored.get("fingerprint") == self.fingerprint:
+        self.entries = stored.get("entries", {})
+
+  @property
+  def finished(self):
+    """Labels whose counts are stored."""
+    return sorted(self.entries)
+
+  def has(self, label, params=None):
+    """Is `label` finished, with these parameters (a changed attack is recomputed)."""
+    entry = self.entries.get(label)
+    return entry is not None and entry["params"] == json.loads(json.dumps(params or {}))
+
+  def get(self, label):
+    """(correct, examples) of a finished label."""
+    entry = self.entries[label]
+    return int(entry["correct"]), int(entry["examples"])
+
+  def put(self, label, correct, examples, params):
+    self.entries[label] = {"correct": int(correct), "examples": int(examples),
+                           "params": params}
+    tf.io.gfile.makedirs(os.path.dirname(self.path) or ".")
+    tmp = self.path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+      json.dump({"fingerprint": self.fingerprint, "entries": self.entries}, f, indent=2)
+    tf.io.gfile.rename(tmp, self.path, overwrite=True)
