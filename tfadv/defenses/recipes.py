@@ -21,8 +21,9 @@ Recipes:
 
 The AAD recipes carry a forward hook (`tfadv.defenses.forwards.attention_forward`) that adds
 Grad-CAM maps (`cam`) and, for L_r, logits on the masked images (`masked_logits`) to the
-clean and adversarial outputs. A zero rectification (preservation) weight drops that term
-and, with it, the masked pass (the Grad-CAM pass).
+clean and adversarial outputs. A zero rectification weight drops L_r and the masked pass;
+with both AAD weights zero the Grad-CAM pass goes too (the recipe is then alp, at_alp or
+pat).
 """
 
 import dataclasses
