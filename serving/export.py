@@ -137,22 +137,38 @@ def serving_functions(model, tap_names, gradcam_name):
     {signature name: function}.
   """
   height, width, channels = (int(d) for d in model.input_shape[1:])
+  num_classes = int(model.output_shape[-1])
   tapped = taps_lib.tapped_model(model, tap_names, gradcam_name)
+  empty = _outputs(tf.zeros([0, num_classes]))
+  empty_explain = dict(empty, gradcam=tf.zeros([0, height, width]))
+  for i, name in enumerate(tap_names):
+    tap_shape = model.get_layer(name).output.shape
+    empty_explain[f"attention_{i}"] = tf.zeros([0] + [int(d) for d in tap_shape[1:3]])
 
-  def serving_default(images):
+  def classify(images):
     return _outputs(model(images, training=False))
 
-  def predict_images(image_bytes):
-    images = decode_images(image_bytes, height, width, channels)
-    return _outputs(model(images, training=False))
-
-  def explain(images):
+  def explain_batch(images):
     cam, outputs = gradcam_lib.gradcam(tapped, images, training=False)
     result = _outputs(outputs["logits"])
     result["gradcam"] = gradcam_lib.normalize_cam(cam, size=(height, width))
     for i, features in enumerate(outputs["taps"]):
       result[f"attention_{i}"] = maps.attention_image(features)
     return result
+
+  def guarded(fn, images, empty_result):
+    # Keras convolutions fail on an empty batch; an empty request gets empty outputs.
+    return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images),
+                   lambda: {k: tf.identity(v) for k, v in empty_result.items()})
+
+  def serving_default(images):
+    return guarded(classify, images, empty)
+
+  def predict_images(image_bytes):
+    return guarded(classify, decode_images(image_bytes, height, width, channels), empty)
+
+  def explain(images):
+    return guarded(explain_batch, images, empty_explain)
 
   return {DEFAULT_SIGNATURE: serving_default, BYTES_SIGNATURE: predict_images,
           EXPLAIN_SIGNATURE: explain}

@@ -179,9 +179,11 @@ def test_signatures_in_process(served):
   out = loaded.signatures["predict_images"](image_bytes=tf.constant(jpegs))
   assert out["probabilities"].shape == (2, 10)
   np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
-  # An empty batch is a valid request.
+  # An empty batch is a valid request with empty answers.
   out = loaded.signatures["predict_images"](image_bytes=tf.constant([], tf.string))
-  assert out["classes"].shape == (0,)
+  assert out["classes"].shape == (0,) and out["logits"].shape == (0, 10)
+  out = loaded.signatures["explain"](images=tf.zeros((0, 8, 8, 1)))
+  assert out["gradcam"].shape == (0, 8, 8) and out["attention_1"].shape == (0, 4, 4)
   with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
     loaded.signatures["predict_images"](image_bytes=tf.constant([b"not an image"]))
 
