@@ -29,12 +29,18 @@ setuptools.setup(
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         "test": ["pytest>=8"],
+        # gRPC client/server of TensorFlow Serving. tensorflow-serving-api itself must be
+        # installed separately with `pip install --no-deps "tensorflow-serving-api>=2.21,<2.22"`:
+        # it requires the full `tensorflow` wheel, which would replace tensorflow-cpu.
+        "serving": ["grpcio>=1.24.3,<2", "protobuf>=6.31.1,<8"],
     },
     entry_points={
         "console_scripts": [
             "tfadv-train=trainers.train:run",
             "tfadv-evaluate=trainers.evaluate:run",
             "tfadv-export=serving.export_main:run",
+            "tfadv-client=serving.client:run",
+            "tfadv-model-server=serving.model_server:run",
         ],
     },
 )

@@ -24,7 +24,8 @@ from serving import client as client_lib
 from serving import model_server
 from serving import warmup as warmup_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The source tree (realpath: under Bazel, __file__ is a runfiles symlink into it).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
 
 

@@ -19,7 +19,8 @@ from tfadv.attention import maps
 from tfadv.models import taps as taps_lib
 from tfadv.models import zoo
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The source tree (realpath: under Bazel, __file__ is a runfiles symlink into it).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
 
 
