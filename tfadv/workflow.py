@@ -62,6 +62,7 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
   them.
 
   Args:
+    progress: True for a progress bar per attack, or a callable `(label, done_examples)`.
     source_model: the surrogate the attacks run on (gray/black box), or None (white box).
     fingerprint: JSON-serialisable identity of the evaluation (checkpoint, data, ...).
     white_report: the white-box report of the same model, compared with a transfer one.
@@ -79,10 +80,11 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
     cache = partial.PartialResults(directory, dict(
         fingerprint, num_examples=eval_config.num_examples, dataset=data.name,
         threat_model=eval_config.threat_model.value))
+  if not callable(progress):
+    progress = _progress_bar(total, progress and total is not None)
   result = robustness.evaluate(model, data.test, attacks, eval_config.num_examples,
-                               eval_config.batch_size,
-                               _progress_bar(total, progress and total is not None),
-                               source_model=source_model, cache=cache)
+                               eval_config.batch_size, progress, source_model=source_model,
+                               cache=cache)
   extra = dict(extra or {}, threat_model=eval_config.threat_model.value)
   if eval_config.source_model_dir:
     extra["source_model"] = eval_config.source_model_dir

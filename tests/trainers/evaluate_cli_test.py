@@ -1,0 +1,94 @@
+"""tfadv-evaluate end to end under the three threat models (white, gray, black box)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfadv import config as config_lib
+from tfadv import workflow
+from tfadv.data import datasets
+from tfadv.training import trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _train(model_dir, seed, width):
+  data_config = config_lib.DataConfig(name="digits", seed=seed)
+  attack = config_lib.AttackConfig(name="pgd", eps=0.1, steps=2)
+  trainer.train(datasets.load(data_config), config_lib.ModelConfig(width=width),
+                config_lib.DefenseConfig(name="at_alp", attack=attack),
+                config_lib.TrainConfig(model_dir=model_dir, batch_size=32, train_steps=60,
+                                       checkpoint_every=60, seed=seed, progress=False),
+                data_config)
+  return model_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Target (seed 0), its gray-box twin (seed 1) and a wider black-box surrogate."""
+  base = tmp_path_factory.mktemp("threats")
+  return {"target": _train(str(base / "target"), 0, 8),
+          "twin": _train(str(base / "twin"), 1, 8),
+          "wide": _train(str(base / "wide"), 2, 16),
+          "base": base}
+
+
+def _start(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  return subprocess.Popen([sys.executable, "-m", "trainers.evaluate", *args], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_white_gray_and_black_box_from_the_cli(runs):
+  base = runs["base"]
+  common = ["--attacks=fgsm,pgd:steps=3,cw_linf:steps=3", "--eps=0.1", "--num_examples=64",
+            "--noprogress", f"--model_dir={runs['target']}"]
+  jobs = {
+      "white": _start(*common, f"--output_dir={base / 'white'}"),
+      "gray": _start(*common, f"--output_dir={base / 'gray'}", "--threat_model=gray",
+                     f"--source_model_dir={runs['twin']}"),
+      "black": _start(*common, f"--output_dir={base / 'black'}", "--threat_model=black",
+                      f"--source_model_dir={runs['wide']}"),
+  }
+  out = {name: job.communicate(timeout=600) + (job.returncode,) for name, job in jobs.items()}
+  reports = {}
+  for name in ("white", "gray", "black"):
+    stdout, stderr, code = out[name]
+    assert code == 0, stdout + stderr
+    reports[name] = json.load(open(base / name / "report.json"))
+    assert reports[name]["threat_model"] == name
+    assert set(reports[name]["attacks"]) == {"fgsm", "pgd3", "cw_linf3"}
+    assert f"Threat model: {name} box" in stdout
+  assert "source_model" not in reports["white"]
+  assert reports["gray"]["source_model"] == runs["twin"]
+  assert reports["black"]["source_model"] == runs["wide"]
+  # Same target, same clean images; transferred attacks can only be weaker than the
+  # white-box ones up to noise (the target is attacked directly in the white box).
+  for name in ("gray", "black"):
+    assert reports[name]["clean_accuracy"] == reports["white"]["clean_accuracy"]
+  print({n: {k: v["accuracy"] for k, v in r["attacks"].items()} for n, r in reports.items()})
+
+
+def test_surrogates_must_fit_the_threat_model(runs):
+  target = workflow.load_trained(runs["target"])
+  gray, black = config_lib.ThreatModel.GRAY, config_lib.ThreatModel.BLACK
+  with pytest.raises(ValueError, match="a gray-box surrogate must have the target's"):
+    workflow.load_source_model(target, runs["wide"], gray)
+  with pytest.raises(ValueError, match="a black-box surrogate must have another"):
+    workflow.load_source_model(target, runs["twin"], black)
+  with pytest.raises(ValueError, match="another training run"):
+    workflow.load_source_model(target, runs["target"], gray)
+  assert workflow.load_source_model(target, runs["twin"], gray).checkpoint
+
+
+def test_threat_model_flags_are_validated():
+  with pytest.raises(ValueError, match="source_model_dir"):
+    config_lib.EvalConfig(threat_model="black").validate()
+  with pytest.raises(ValueError, match="source_model_dir"):
+    config_lib.EvalConfig(threat_model="white", source_model_dir="/tmp/x").validate()
+  with pytest.raises(ValueError, match="threat_model"):
+    config_lib.EvalConfig(threat_model="grey")
