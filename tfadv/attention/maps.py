@@ -8,6 +8,19 @@ network looks, not by how strongly it fires.
 import tensorflow as tf
 
 
+def _energy(features, p):
+  """`sum_c |A_c|^p`: [B, h, w]. p = 2 and p = 1 avoid `pow`, whose gradient also builds the
+  exponent's (a log of every activation) and doubled the cost of an AT training step."""
+  features = tf.convert_to_tensor(features)
+  if p == 2:
+    powered = tf.square(features)
+  elif p == 1:
+    powered = tf.abs(features)
+  else:
+    powered = tf.pow(tf.abs(features), p)
+  return tf.reduce_sum(powered, axis=-1)
+
+
 def attention_map(features, p=2.0, normalize=True):
   """Spatial attention map of a batch of feature maps.
 
@@ -20,8 +33,7 @@ def attention_map(features, p=2.0, normalize=True):
     [B, h * w] float32: `vec(F(A))`, unit L2 norm per example when `normalize` (an all-zero
     map stays zero).
   """
-  features = tf.convert_to_tensor(features)
-  energy = tf.reduce_sum(tf.pow(tf.abs(features), p), axis=-1)
+  energy = _energy(features, p)
   flat = tf.reshape(energy, [tf.shape(energy)[0], -1])
   if not normalize:
     return flat
@@ -30,6 +42,6 @@ def attention_map(features, p=2.0, normalize=True):
 
 def attention_image(features, p=2.0):
   """`F(A)` as an image [B, h, w] scaled to [0, 1] per example, for plots and TensorBoard."""
-  energy = tf.reduce_sum(tf.pow(tf.abs(tf.convert_to_tensor(features)), p), axis=-1)
+  energy = _energy(features, p)
   peak = tf.reduce_max(energy, axis=[1, 2], keepdims=True)
   return tf.math.divide_no_nan(energy, peak)
