@@ -93,6 +93,27 @@ def _import_names(node, package):
   return {f"{prefix}.{alias.name}" for alias in node.names}
 
 
+def _imports_in_code_string(text):
+  """Dotted names imported by Python code in a string (e.g. a worker script template).
+
+  Templates are often not valid Python as a whole (`{root!r}` placeholders), so each line
+  that is an import statement on its own is parsed when the whole text is not.
+  """
+  try:
+    return set().union(*_imports_of_tree(ast.parse(text), ""))
+  except SyntaxError:
+    pass
+  names = set()
+  for line in text.splitlines():
+    line = line.strip()
+    if line.startswith(("import ", "from ")):
+      try:
+        names.update(*_imports_of_tree(ast.parse(line), ""))
+      except SyntaxError:
+        pass
+  return names
+
+
 def _imports_of_tree(tree, package):
   """(module-level, deferred) dotted names imported or mentioned by a parsed module."""
   eager, deferred = set(), set()
@@ -105,10 +126,7 @@ def _imports_of_tree(tree, package):
       if "." in text and text.replace(".", "").replace("_", "").isalnum():
         deferred.add(text)  # e.g. `python -m trainers.train`
       elif "import " in text:
-        try:
-          deferred.update(*_imports_of_tree(ast.parse(text), ""))
-        except SyntaxError:
-          pass
+        deferred.update(_imports_in_code_string(text))
     in_function = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                    ast.Lambda))
     for child in ast.iter_child_nodes(node):

@@ -55,6 +55,8 @@ BASE = {
         import pytest
         from tests import testing
         WORKER = '''
+        import sys
+        sys.path.insert(0, {root!r})
         from tfadv.core import more
         '''
         def test_cli():
