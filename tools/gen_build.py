@@ -15,9 +15,9 @@ Python files gets a BUILD file with
   - a `py_binary` per module with an `if __name__ == "__main__":` block, named by `BINARIES`
     (the CLIs) or after the module;
   - a `pytest_test` (tools/pytest.bzl) per `*_test.py`, with the `conftest.py` of its directory
-    and of the ones above it; pytest marks set its size and tags: `@pytest.mark.slow` makes it
-    `size = "large"`, `@pytest.mark.manual` tags it `manual` (pytest deselects those by default
-    too, see pytest.ini).
+    and of the ones above it, `size = "medium"` and `timeout = "long"`; pytest marks change
+    them: `@pytest.mark.slow` makes it `size = "large"`, `timeout = "eternal"`, and
+    `@pytest.mark.manual` tags it `manual` (pytest deselects those by default too: pytest.ini).
 Third-party imports are not targets: they come from the toolchain's interpreter (docs/bazel.md).
 """
 
@@ -36,8 +36,11 @@ BINARIES = {"serving.export_main": "export"}
 # Hand-written targets of modules outside ROOTS that generated targets may depend on.
 EXTERNAL_TARGETS = {"tools.gen_build": "//tools:gen_build_lib",
                     "tools.pytest_main": "//tools:pytest_main_lib"}
-MARK_ATTRS = {"slow": ("size", "large"), "manual": ("tags", "manual")}
-DEFAULT_TEST_SIZE = "medium"
+# Attributes of every pytest_test, and those a pytest mark anywhere in the module changes. A
+# Bazel timeout covers a whole module (pytest marks single tests), on machines whose CPUs other
+# work shares: "long" is 15 min, "eternal" 60 min.
+DEFAULT_TEST_ATTRS = {"size": "medium", "timeout": "long"}
+MARK_ATTRS = {"slow": {"size": "large", "timeout": "eternal"}, "manual": {"tags": ["manual"]}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,15 +307,13 @@ def _plan(modules, labels):
       elif m.kind == "test":
         parts = package.split("/")
         above = ("/".join(parts[:n]) for n in range(len(parts) + 1))
-        size, tags = DEFAULT_TEST_SIZE, []
+        attrs = dict(DEFAULT_TEST_ATTRS, tags=[])
         for mark in sorted(m.marks & set(MARK_ATTRS)):
-          key, value = MARK_ATTRS[mark]
-          if key == "tags":
-            tags.append(value)
-          else:
-            size = value
+          for key, value in MARK_ATTRS[mark].items():
+            attrs[key] = attrs[key] + value if key == "tags" else value
         targets.append(_Target("pytest_test", package, m.basename,
-                               [("size", size), ("src", src), ("tags", tags)],
+                               [("size", attrs["size"]), ("timeout", attrs["timeout"]),
+                                ("src", src), ("tags", attrs["tags"])],
                                eager | {conftests[p] for p in above if p in conftests},
                                deferred))
   return targets

@@ -107,9 +107,11 @@ def test_tests_get_conftests_string_mentioned_modules_and_marks(tmp_path):
   for dep in ('":conftest"', '"//tests:conftest"', '"//tests:testing"',
               '"//trainers:train_lib"', '"//tfadv/core:more"'):
     assert dep in ops_test, ops_test
-  assert 'size = "large"' in ops_test and "tags" not in ops_test
+  assert 'size = "large"' in ops_test and 'timeout = "eternal"' in ops_test
+  assert "tags" not in ops_test
   manual = _rule(files["tests/core"], "manual_test")
-  assert 'size = "medium"' in manual and 'tags = ["manual"]' in manual
+  assert 'size = "medium"' in manual and 'timeout = "long"' in manual
+  assert 'tags = ["manual"]' in manual
   assert files["tests/core"].count('load("//tools:pytest.bzl", "pytest_test")') == 1
 
 
