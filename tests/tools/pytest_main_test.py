@@ -35,3 +35,11 @@ def test_usage_errors_name_what_was_expected(capsys):
 def test_conftest_ran_before_this_module():
   # tests/conftest.py splits the CPU into 2 logical devices, under pytest and under Bazel alike.
   assert len(tf.config.list_logical_devices("CPU")) == 2
+
+
+def test_code_under_test_is_this_trees_not_an_installed_copy():
+  # Under Bazel both live in the runfiles tree: an editable pip install of another checkout
+  # must not shadow the tfadv that Bazel built.
+  import tfadv  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert os.path.dirname(os.path.dirname(os.path.abspath(tfadv.__file__))) == root
