@@ -94,7 +94,7 @@ print("OK")
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["--defense=madry"], ["defense", "<none|pat|alp|at|at_alp>"]),
+    (["--defense=madry"], ["defense", "<none|pat|alp|at|at_alp|"]),
     (["--model=vgg"], ["model", "small_cnn"]),
     (["--dataset=no_such_dataset"], ["no_such_dataset", "fashion_mnist"]),
     (["--dataset=folder", "--data_dir=/nonexistent/flowers"], ["/nonexistent/flowers"]),
