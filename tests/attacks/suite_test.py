@@ -28,6 +28,11 @@ CHEAP = {
     "cw_l2": ({"max_iterations": 30, "binary_search_steps": 2}, ("l2",)),
     "spsa": ({"steps": 5, "samples": 32}, ("linf",)),
     "trades": ({"steps": 5}, ("linf", "l2")),
+    "apgd_ce": ({"steps": 5}, ("linf", "l2")),
+    "apgd_t": ({"steps": 3, "target_classes": 2}, ("linf", "l2")),
+    "square": ({"queries": 50}, ("linf",)),
+    "rays": ({"queries": 200}, ("linf",)),
+    "autoattack": ({"steps": 3, "queries": 30}, ("linf", "l2")),
 }
 
 # name -> (options, number of images, maximum accuracy at eps = 0.1 (L-inf)); the comment
@@ -43,6 +48,11 @@ STRENGTH = {
     # measured 0.71 (one step) and 0.75 (10 steps); at eps = 0.3 both reach 0.10.
     "stepll": ({}, 256, 0.76),
     "iter_stepll": ({"steps": 10}, 256, 0.79),
+    "apgd_ce": ({"steps": 10}, 256, 0.32),  # measured 0.26 (PGD-20 0.26)
+    "apgd_t": ({"steps": 10, "target_classes": 3}, 256, 0.32),  # measured 0.258
+    "square": ({"queries": 300}, 64, 0.40),  # measured 0.28 (clean 0.66 on 64)
+    "rays": ({"queries": 500}, 32, 0.55),  # measured 0.44 (clean 0.66 on 32; 1000: 0.44)
+    "autoattack": ({"steps": 10, "queries": 100}, 256, 0.32),  # measured 0.262
 }
 
 

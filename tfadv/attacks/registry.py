@@ -6,10 +6,14 @@ Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and 
 
 import inspect
 
+from tfadv.attacks import apgd as apgd_lib
+from tfadv.attacks import autoattack as autoattack_lib
 from tfadv.attacks import cw
 from tfadv.attacks import fgsm as fgsm_lib
 from tfadv.attacks import iterative
 from tfadv.attacks import pgd as pgd_lib
+from tfadv.attacks import rays as rays_lib
+from tfadv.attacks import square as square_lib
 from tfadv.attacks import spsa as spsa_lib
 from tfadv.attacks import stepll as stepll_lib
 from tfadv.attacks import trades as trades_lib
@@ -25,6 +29,11 @@ ATTACKS = {
     "stepll": stepll_lib.stepll,
     "iter_stepll": stepll_lib.iter_stepll,
     "spsa": spsa_lib.spsa,
+    "apgd_ce": apgd_lib.apgd,
+    "apgd_t": apgd_lib.apgd_t,
+    "square": square_lib.square,
+    "autoattack": autoattack_lib.autoattack,
+    "rays": rays_lib.rays,
 }
 
 # Attacks configured by AttackConfig's own PGD fields (steps, step_size, random_start,
@@ -32,7 +41,7 @@ ATTACKS = {
 FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
 
 # Attacks defined for one norm only (all others accept linf and l2).
-NORMS = {"cw_l2": ("l2",), "spsa": ("linf",)}
+NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "square": ("linf",), "rays": ("linf",)}
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 

@@ -1,0 +1,210 @@
+"""Auto-PGD (Croce & Hein, 2020): PGD with momentum and a step size that adapts itself.
+
+Our TensorFlow implementation of the published algorithm and its defaults (the reference
+code is PyTorch): start from a random point of the ball, step size 2*eps, momentum 0.75;
+at checkpoints (22%, then shrinking by 3% down to 6% of the iterations apart) the step
+size is halved, and the iterate reset to the best point so far, for every example whose
+loss increased in at most 75% of the steps since the last checkpoint, or whose step size
+was not reduced at the last checkpoint and whose best loss did not improve since. The
+returned image is, per example, an adversarial iterate when one was found (else the last
+iterate of the highest loss).
+
+Losses: `ce` (APGD-CE), `dlr` (untargeted DLR) and the targeted DLR of APGD-T, which
+attacks, one after the other, the classes ranked 2nd, 3rd, ... by the clean logits.
+"""
+
+import math
+
+import tensorflow as tf
+
+from tfadv.attacks import common
+from tfadv.attacks import objectives
+
+
+def _normalize_l2(v):
+  flat = tf.reshape(v, [tf.shape(v)[0], -1])
+  norm = tf.norm(flat, axis=1)
+  return v / (tf.reshape(norm, [-1, 1, 1, 1]) + 1e-12)
+
+
+def _project(x, x_adv, eps, order):
+  if order == math.inf:
+    return tf.clip_by_value(tf.clip_by_value(x_adv, x - eps, x + eps), 0.0, 1.0)
+  delta = x_adv - x
+  norm = tf.norm(tf.reshape(delta, [tf.shape(x)[0], -1]), axis=1)
+  scale = tf.minimum(1.0, eps / (norm + 1e-12))
+  return tf.clip_by_value(x + delta * tf.reshape(scale, [-1, 1, 1, 1]), 0.0, 1.0)
+
+
+def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75):
+  """One APGD run; returns (adversarial-or-best images, fooled [B])."""
+  batch = tf.shape(x)[0]
+  if seed is None:
+    noise = tf.random.uniform(tf.shape(x), -1.0, 1.0) if order == math.inf else (
+        tf.random.normal(tf.shape(x)))
+  else:
+    noise = (tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0) if order == math.inf
+             else tf.random.stateless_normal(tf.shape(x), seed))
+  if order == math.inf:
+    peak = tf.reduce_max(tf.abs(tf.reshape(noise, [batch, -1])), axis=1)
+    start = x + eps * noise / tf.reshape(peak + 1e-12, [-1, 1, 1, 1])
+  else:
+    start = x + eps * _normalize_l2(noise)
+  x_adv = tf.clip_by_value(start, 0.0, 1.0)
+
+  def loss_and_grad(z):
+    with tf.GradientTape() as tape:
+      tape.watch(z)
+      logits = model_fn(z)
+      loss = loss_fn(y, logits)
+      total = tf.reduce_sum(loss)
+    return logits, loss, tape.gradient(total, z)
+
+  def step_dir(g):
+    return tf.sign(g) if order == math.inf else _normalize_l2(g)
+
+  first_check = max(int(math.ceil(0.22 * steps)), 1)
+  size_decr = max(int(math.ceil(0.03 * steps)), 1)
+  min_check = max(int(math.ceil(0.06 * steps)), 1)
+
+  logits, loss, grad = loss_and_grad(x_adv)
+  fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+  x_best_adv = x_adv
+  x_best, grad_best, loss_best = x_adv, grad, loss
+  step = tf.fill([batch], 2.0 * eps)
+  # Ring of past losses (for the oscillation count), one row per iteration.
+  history = tf.TensorArray(tf.float32, size=steps + 1, clear_after_read=False)
+  history = history.write(0, loss)
+
+  def body(i, x_adv, x_old, grad, step, x_best, grad_best, loss_best, x_best_adv, fooled,
+           history, counter, k, best_at_check, reduced_at_check):
+    momentum = 1.0 if steps == 1 else tf.where(i > 0, 0.75, 1.0)
+    s = tf.reshape(step, [-1, 1, 1, 1])
+    z = _project(x, x_adv + s * step_dir(grad), eps, order)
+    x_new = _project(x, x_adv + momentum * (z - x_adv) + (1.0 - momentum) * (x_adv - x_old),
+                     eps, order)
+    logits, loss, grad_new = loss_and_grad(x_new)
+    wrong = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+    x_best_adv = tf.where(wrong[:, None, None, None], x_new, x_best_adv)
+    fooled = tf.logical_or(fooled, wrong)
+    history = history.write(i + 1, loss)
+    better = loss > loss_best
+    b4 = better[:, None, None, None]
+    x_best = tf.where(b4, x_new, x_best)
+    grad_best = tf.where(b4, grad_new, grad_best)
+    loss_best = tf.where(better, loss, loss_best)
+    counter += 1
+
+    def checkpoint():
+      losses = history.gather(tf.range(i + 1 - k, i + 2))  # k + 1 rows
+      increases = tf.reduce_sum(tf.cast(losses[1:] > losses[:-1], tf.float32), axis=0)
+      oscillating = increases <= tf.cast(k, tf.float32) * rho
+      stalled = tf.logical_and(tf.logical_not(reduced_at_check), best_at_check >= loss_best)
+      reduce = tf.logical_or(oscillating, stalled)
+      r4 = reduce[:, None, None, None]
+      return (tf.where(reduce, step / 2.0, step), tf.where(r4, x_best, x_new),
+              tf.where(r4, grad_best, grad_new), tf.constant(0),
+              tf.maximum(k - size_decr, min_check), loss_best, reduce)
+
+    def no_checkpoint():
+      return step, x_new, grad_new, counter, k, best_at_check, reduced_at_check
+
+    step, x_next, grad_next, counter, k, best_at_check, reduced_at_check = tf.cond(
+        tf.equal(counter, k), checkpoint, no_checkpoint)
+    return (i + 1, x_next, x_adv, grad_next, step, x_best, grad_best, loss_best, x_best_adv,
+            fooled, history, counter, k, best_at_check, reduced_at_check)
+
+  state = (tf.constant(0), x_adv, x_adv, grad, step, x_best, grad_best, loss_best, x_best_adv,
+           fooled, history, tf.constant(0), tf.constant(first_check), loss_best,
+           tf.ones([batch], tf.bool))
+  state = tf.while_loop(lambda i, *_: i < steps, body, state)
+  x_best, x_best_adv, fooled = state[5], state[8], state[9]
+  return tf.where(fooled[:, None, None, None], x_best_adv, x_best), fooled
+
+
+def _seed(seed, offset):
+  if seed is None:
+    return None
+  return tf.cast(seed, tf.int64) + tf.constant([0, offset], tf.int64)
+
+
+def apgd(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, loss="ce", rho=0.75,
+         seed=None):
+  """APGD-CE (`loss="ce"`) or APGD-DLR (`loss="dlr"`), untargeted.
+
+  Args:
+    model_fn: images in [0, 1] -> logits (`training=False`).
+    x: clean images [B, H, W, C] in [0, 1].
+    y: true labels [B].
+    eps: radius of the threat ball.
+    norm: `linf` or `l2`.
+    steps: iterations per restart (100 in AutoAttack).
+    restarts: random restarts; per example the first adversarial one is kept.
+    loss: `ce` or `dlr`.
+    rho: the oscillation threshold of the step-size rule (0.75).
+    seed: optional int tensor [2] making the random starts stateless.
+
+  Returns:
+    Images within `eps` of `x` and in [0, 1].
+  """
+  order = common.norm_order(norm)
+  x = tf.convert_to_tensor(x, tf.float32)
+  if eps == 0 or steps == 0:
+    return x
+  y = tf.cast(y, tf.int32)
+  losses = {"ce": lambda labels, logits: tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels, logits), "dlr": objectives.dlr}
+  if loss not in losses:
+    raise ValueError(f"Invalid loss: expected one of [ce, dlr] for apgd; received "
+                     f"loss={loss!r}")
+  best, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
+  for restart in range(restarts):
+    x_adv, now = _run(model_fn, x, y, eps, order, steps, losses[loss], _seed(seed, restart),
+                      rho)
+    take = tf.logical_and(now, tf.logical_not(fooled))
+    best = tf.where(take[:, None, None, None], x_adv, best if restart else x_adv)
+    fooled = tf.logical_or(fooled, now)
+  return common.project(x, best, eps, order)
+
+
+def apgd_t(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, target_classes=9,
+           rho=0.75, seed=None):
+  """APGD-T: APGD on the targeted DLR loss, for each of the `target_classes` runner-ups.
+
+  Args:
+    model_fn: images in [0, 1] -> logits (`training=False`).
+    x: clean images [B, H, W, C] in [0, 1].
+    y: true labels [B].
+    eps: radius of the threat ball.
+    norm: `linf` or `l2`.
+    steps: iterations per target and restart (100 in AutoAttack).
+    restarts: restarts per target (1 in AutoAttack's standard version).
+    target_classes: how many of the top-ranked wrong classes to target (9).
+    rho: the oscillation threshold of the step-size rule.
+    seed: optional int tensor [2] making the random starts stateless.
+
+  Returns:
+    Images within `eps` of `x` and in [0, 1]; per example the first target that succeeds.
+  """
+  order = common.norm_order(norm)
+  x = tf.convert_to_tensor(x, tf.float32)
+  if eps == 0 or steps == 0:
+    return x
+  y = tf.cast(y, tf.int32)
+  ranked = tf.argsort(model_fn(x), axis=-1, direction="DESCENDING", stable=True)
+  num_classes = ranked.shape[-1]
+  targets = min(target_classes, (num_classes or 10) - 1)
+  best, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
+  for t in range(targets):
+    target = ranked[:, t + 1]
+    # When the clean prediction is wrong the runner-up may be the true class: the loss is
+    # then 0 and the (already misclassified) example stays as it is.
+    loss_fn = lambda labels, logits, target=target: objectives.dlr_targeted(labels, logits,
+                                                                            target)
+    for restart in range(restarts):
+      x_adv, now = _run(model_fn, x, y, eps, order, steps, loss_fn,
+                        _seed(seed, 100 * (t + 1) + restart), rho)
+      take = tf.logical_and(now, tf.logical_not(fooled))
+      best = tf.where(take[:, None, None, None], x_adv, best)
+      fooled = tf.logical_or(fooled, now)
+  return common.project(x, best, eps, order)
