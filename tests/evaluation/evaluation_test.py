@@ -11,6 +11,7 @@ from tfadv import config as config_lib
 from tfadv import workflow
 from tfadv.evaluation import partial
 from tfadv.evaluation import report as report_lib
+from tfadv.evaluation import robustness
 from tfadv.evaluation import specs
 from tests import testing
 
@@ -80,3 +81,15 @@ def test_report_plots_and_resume(data, tmp_path):
   workflow.evaluate_model(model, data, _config("fgsm", eps=(0.1,)), "small_cnn", "none", 0.1,
                           directory, progress=record, fingerprint={"checkpoint": "ckpt-2"})
   assert set(computed) == {"clean", "fgsm"}
+
+
+def test_issue_attack_list_parses_and_a3_runs_in_the_evaluation(data):
+  attacks = specs.parse_attacks(
+      "fgsm,pgd:steps=200:restarts=5,cw_linf:steps=100,autoattack,rays:queries=10000,"
+      "a3:sigma=10", [0.1])
+  labels = [robustness.attack_label(a) for a in attacks]
+  assert labels == ["fgsm", "pgd200x5", "cw_linf100", "autoattack", "rays", "a3"]
+  cheap = specs.parse_attacks("a3:sigma=10:steps=2:base=pgd", [0.1])
+  result = robustness.evaluate(testing.trained_undefended_model(), data.test.take(16), cheap)
+  assert set(result.attack_correct) == {"a3_pgd2"}
+  assert result.attack_correct["a3_pgd2"] < result.clean_correct

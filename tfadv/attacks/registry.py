@@ -6,6 +6,7 @@ Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and 
 
 import inspect
 
+from tfadv.attacks import a3 as a3_lib
 from tfadv.attacks import apgd as apgd_lib
 from tfadv.attacks import autoattack as autoattack_lib
 from tfadv.attacks import cw
@@ -34,6 +35,7 @@ ATTACKS = {
     "square": square_lib.square,
     "autoattack": autoattack_lib.autoattack,
     "rays": rays_lib.rays,
+    "a3": a3_lib.a3,  # Needs a model_fn from a3.with_gradcam (the evaluation wraps it).
 }
 
 # Attacks configured by AttackConfig's own PGD fields (steps, step_size, random_start,

@@ -10,6 +10,7 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
+from tfadv.attacks import a3
 from tfadv.attacks import registry
 
 
@@ -109,6 +110,9 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
 
   def source_fn(x):
     return source(x, training=False)
+
+  if any(a.name == "a3" for a in attacks):  # A3 takes Grad-CAM of the attacked model.
+    source_fn = a3.with_gradcam(source)
 
   if num_examples is not None:
     dataset = dataset.take(num_examples)
