@@ -354,7 +354,8 @@ def _final_deps(targets):
   """{label: deps} without cycles: Bazel's graph must be acyclic, Python's imports need not be.
 
   Inside a cycle of imports, the edges of deferred imports (inside functions) are dropped; a
-  target outside the cycle that depends on any of its modules depends on all of them, so its
+  target outside the cycle that depends on any of its modules also depends on the few modules
+  that reach all of them (e.g. the attack registry that `config` imports lazily), so its
   runfiles still hold every module the deferred imports load.
 
   Raises:
@@ -372,10 +373,31 @@ def _final_deps(targets):
     raise ValueError(f"Module-level import cycle (not expressible in Bazel): {cycle}; "
                      "expected imports between these modules to be acyclic")
   for component in components:
+    cover = _covering_members(component, deps)
     for label, label_deps in deps.items():
       if label not in component and label_deps & component:
-        label_deps |= component
+        label_deps |= cover
   return deps
+
+
+def _covering_members(component, deps):
+  """Few members of `component` whose dependency closures (in `deps`) hold all of it."""
+  def closure(label):
+    seen, todo = {label}, [label]
+    while todo:
+      for dep in deps.get(todo.pop(), ()):
+        if dep in component and dep not in seen:
+          seen.add(dep)
+          todo.append(dep)
+    return seen
+
+  closures = {label: closure(label) for label in sorted(component)}
+  uncovered, cover = set(component), set()
+  while uncovered:
+    best = max(sorted(closures), key=lambda label: len(closures[label] & uncovered))
+    cover.add(best)
+    uncovered -= closures[best]
+  return cover
 
 
 def build_files(modules):
