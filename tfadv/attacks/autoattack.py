@@ -1,13 +1,11 @@
 """AutoAttack (Croce & Hein, 2020), standard version: an ensemble of parameter-free attacks.
 
-APGD-CE, then APGD-T (targeted DLR, 9 targets), then Square (5000 queries), each run only
-on the examples that every previous attack left correctly classified; an example is robust
-only if it survives all of them. Our TensorFlow versions of the published attacks and
-defaults (`tfadv.attacks.apgd`, `tfadv.attacks.square`).
-
-Not included (yet): FAB-T, the minimum-norm member of the standard ensemble. In the
-published evaluations it rarely changes the final robust accuracy after APGD-T, but the
-ensemble here is therefore "AutoAttack without FAB-T" and is reported with its parts.
+APGD-CE, then APGD-T (targeted DLR, 9 targets), then FAB-T (targeted minimum-norm, 9
+targets), then Square (5000 queries), each run only on the examples that every previous
+attack left correctly classified; an example is robust only if it survives all of them. Our
+TensorFlow versions of the published attacks and defaults (`tfadv.attacks.apgd`,
+`tfadv.attacks.fab`, `tfadv.attacks.square`). FAB-T and Square are L-inf only here: under
+`l2` the ensemble is APGD-CE + APGD-T.
 """
 
 import math
@@ -16,9 +14,11 @@ import tensorflow as tf
 
 from tfadv.attacks import apgd as apgd_lib
 from tfadv.attacks import common
+from tfadv.attacks import fab as fab_lib
 from tfadv.attacks import square as square_lib
 
-PARTS = ("apgd_ce", "apgd_t", "square")
+PARTS = ("apgd_ce", "apgd_t", "fab_t", "square")
+_LINF_ONLY = ("fab_t", "square")
 
 
 def _part(name, model_fn, x, y, eps, norm, steps, queries, seed):
@@ -26,11 +26,13 @@ def _part(name, model_fn, x, y, eps, norm, steps, queries, seed):
     return apgd_lib.apgd(model_fn, x, y, eps, norm, steps, loss="ce", seed=seed)
   if name == "apgd_t":
     return apgd_lib.apgd_t(model_fn, x, y, eps, norm, steps, seed=seed)
+  if name == "fab_t":
+    return fab_lib.fab_t(model_fn, x, y, eps, norm, steps)
   return square_lib.square(model_fn, x, y, eps, norm, queries, seed=seed)
 
 
 def autoattack(model_fn, x, y, eps, norm="linf", steps=100, queries=5000,
-               parts="apgd_ce+apgd_t+square", seed=None):
+               parts="apgd_ce+apgd_t+fab_t+square", seed=None):
   """The AutoAttack ensemble: each part attacks only the still-correct examples.
 
   Args:
@@ -38,10 +40,10 @@ def autoattack(model_fn, x, y, eps, norm="linf", steps=100, queries=5000,
     x: clean images [B, H, W, C] in [0, 1].
     y: true labels [B].
     eps: radius of the threat ball.
-    norm: `linf` or `l2` (Square is L-inf only and is skipped under `l2`).
-    steps: APGD iterations (100).
+    norm: `linf` or `l2` (FAB-T and Square are L-inf only and are skipped under `l2`).
+    steps: iterations of APGD-CE, of APGD-T and of FAB-T per target (100).
     queries: Square's query budget (5000).
-    parts: `+`-separated subset and order of `apgd_ce`, `apgd_t`, `square`.
+    parts: `+`-separated subset and order of `apgd_ce`, `apgd_t`, `fab_t`, `square`.
     seed: optional int tensor [2] making the parts reproducible.
 
   Returns:
@@ -58,7 +60,7 @@ def autoattack(model_fn, x, y, eps, norm="linf", steps=100, queries=5000,
     raise ValueError(f"Invalid parts: expected '+'-separated names from [{', '.join(PARTS)}]"
                      f"; received parts={parts!r}")
   if order != math.inf:
-    names = [n for n in names if n != "square"]
+    names = [n for n in names if n not in _LINF_ONLY]
   y = tf.cast(y, tf.int32)
   x_adv = x
   robust = common.is_correct(model_fn, x, y)

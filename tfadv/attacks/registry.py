@@ -10,6 +10,7 @@ from tfadv.attacks import a3 as a3_lib
 from tfadv.attacks import apgd as apgd_lib
 from tfadv.attacks import autoattack as autoattack_lib
 from tfadv.attacks import cw
+from tfadv.attacks import fab as fab_lib
 from tfadv.attacks import fgsm as fgsm_lib
 from tfadv.attacks import iterative
 from tfadv.attacks import pgd as pgd_lib
@@ -32,6 +33,7 @@ ATTACKS = {
     "spsa": spsa_lib.spsa,
     "apgd_ce": apgd_lib.apgd,
     "apgd_t": apgd_lib.apgd_t,
+    "fab_t": fab_lib.fab_t,
     "square": square_lib.square,
     "autoattack": autoattack_lib.autoattack,
     "rays": rays_lib.rays,
@@ -43,7 +45,8 @@ ATTACKS = {
 FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
 
 # Attacks defined for one norm only (all others accept linf and l2).
-NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "square": ("linf",), "rays": ("linf",)}
+NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "square": ("linf",), "rays": ("linf",),
+         "fab_t": ("linf",)}
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 
