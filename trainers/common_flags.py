@@ -37,7 +37,8 @@ def define_eval_flags(eps_default="0.1"):
                       "(pgd: steps, step_size, restarts, random_start, norm, eps; other "
                       "attacks: eps, norm and their own options, e.g. cw_linf:steps=100, "
                       "mim:decay=0.9, spsa:steps=100). Attacks: fgsm, pgd, bim, mim, "
-                      "cw_linf, cw_l2, stepll, iter_stepll, spsa, ...")
+                      "cw_linf, cw_l2, stepll, iter_stepll, spsa, ... A value may list "
+                      "alternatives with '|': pgd:steps=10|20|50 is three PGD attacks.")
   flags.DEFINE_integer("num_examples", None, "Test examples to evaluate (default: all).")
   flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 
@@ -120,12 +121,14 @@ def _floats(values, flag):
     raise ValueError(f"Invalid {flag}: expected numbers; received {','.join(values)!r}") from None
 
 
-def eval_config_from_flags(eps=None, **fields):
-  """The EvalConfig of the eval flags; `eps` (strings) overrides --eval_eps, `fields` add
+def eval_config_from_flags(eps=None, extra_attacks=None, **fields):
+  """The EvalConfig of the eval flags; `eps` (strings) overrides --eval_eps,
+  `extra_attacks` (an attack-list string) is appended to --attacks, `fields` add
   EvalConfig fields (threat_model, source_model_dir, ...)."""
   flag = "eps" if eps else "eval_eps"
   eps = _floats(eps or FLAGS.eval_eps, flag)
-  return config_lib.EvalConfig(attacks=specs.parse_attacks(FLAGS.attacks, eps),
+  text = ",".join(t for t in (FLAGS.attacks, extra_attacks) if t)
+  return config_lib.EvalConfig(attacks=specs.parse_attacks(text, eps),
                                num_examples=FLAGS.num_examples,
                                batch_size=FLAGS.eval_batch_size, **fields).validate()
 

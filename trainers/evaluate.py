@@ -2,6 +2,10 @@ r"""tfadv-evaluate: accuracy of a trained model, clean and under attack.
 
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=20,pgd:steps=100 \
       --eps=0.05,0.1 --num_examples=2000
+  # Accuracy vs PGD iterations (the AT+ALP paper's Figure 3): accuracy_vs_steps.png.
+  tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm --pgd_curve=10,20,50,100,200
+  # The same written in --attacks ('|' separates alternative values of any option):
+  tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=10|20|50|100|200
   # Gray box: attack another run of the same architecture and defense, test the transfer.
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --threat_model=gray \
       --source_model_dir=/tmp/fmnist_at_alp_seed1 --output_dir=/tmp/gray
@@ -37,6 +41,11 @@ def define_flags():
                       "The surrogate's model directory (gray and black box).")
   flags.DEFINE_bool("unbounded_check", False,
                     "Also run PGD-10 at eps=1, which must reach ~0% (gradient-masking check).")
+  flags.DEFINE_list("pgd_curve", None,
+                    "PGD iteration counts, e.g. 10,20,50,100,200: adds one PGD attack per "
+                    "count (at every --eps) to --attacks and plots accuracy vs iterations "
+                    "(accuracy_vs_steps.png, as the AT+ALP paper's Figure 3). Same as "
+                    "appending pgd:steps=10|20|50|100|200 to --attacks.")
   flags.DEFINE_bool("resume", True, "Reuse finished attacks of an interrupted evaluation.")
   common_flags.define_eval_flags()
 
@@ -50,9 +59,11 @@ def main(argv):
   if FLAGS.eps and FLAGS["eval_eps"].present and FLAGS.eps != FLAGS.eval_eps:
     raise ValueError(f"Invalid eps: --eps and --eval_eps name the same list; received "
                      f"--eps={','.join(FLAGS.eps)} and --eval_eps={','.join(FLAGS.eval_eps)}")
+  from tfadv.evaluation import specs  # pylint: disable=g-import-not-at-top
+  curve = specs.steps_curve(FLAGS.pgd_curve) if FLAGS.pgd_curve else None
   eval_config = common_flags.eval_config_from_flags(
-      FLAGS.eps, threat_model=FLAGS.threat_model, source_model_dir=FLAGS.source_model_dir,
-      unbounded_check=FLAGS.unbounded_check)
+      FLAGS.eps, extra_attacks=curve, threat_model=FLAGS.threat_model,
+      source_model_dir=FLAGS.source_model_dir, unbounded_check=FLAGS.unbounded_check)
   import dataclasses  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
   data_config = None

@@ -92,3 +92,27 @@ def test_threat_model_flags_are_validated():
     config_lib.EvalConfig(threat_model="white", source_model_dir="/tmp/x").validate()
   with pytest.raises(ValueError, match="threat_model"):
     config_lib.EvalConfig(threat_model="grey")
+
+
+def test_pgd_curve_flag_gives_the_accuracy_vs_iterations_plot(tmp_path):
+  model_dir = str(tmp_path / "model")
+  data_config = config_lib.DataConfig(name="digits", seed=0)
+  trainer.train(datasets.load(data_config), config_lib.ModelConfig(width=8),
+                config_lib.DefenseConfig(name="at", attack=config_lib.AttackConfig(steps=1)),
+                config_lib.TrainConfig(model_dir=model_dir, batch_size=32, train_steps=20,
+                                       checkpoint_every=20, progress=False), data_config)
+  job = _start(f"--model_dir={model_dir}", "--attacks=fgsm", "--pgd_curve=1,2,4",
+               "--eps=0.1", "--num_examples=32", "--noprogress")
+  bad = _start(f"--model_dir={model_dir}", "--pgd_curve=10,ten")
+  helper = _start("--helpfull")
+  stdout, stderr = job.communicate(timeout=600)
+  assert job.returncode == 0, stdout + stderr
+  report = json.load(open(os.path.join(model_dir, "report.json")))
+  assert set(report["attacks"]) == {"fgsm", "pgd1", "pgd2", "pgd4"}
+  assert report["plots"]["accuracy_vs_steps"] == "accuracy_vs_steps.png"
+  assert os.path.getsize(os.path.join(model_dir, "accuracy_vs_steps.png")) > 1000
+  _, err = bad.communicate(timeout=600)
+  assert bad.returncode == 2
+  assert "Error: Invalid pgd_curve: expected positive integers" in err
+  out, _ = helper.communicate(timeout=600)
+  assert "--pgd_curve" in out and "Figure 3" in out

@@ -1,6 +1,12 @@
-"""Parsing attack lists such as `fgsm,pgd:steps=20:restarts=5` into `AttackConfig`s."""
+"""Parsing attack lists such as `fgsm,pgd:steps=20:restarts=5` into `AttackConfig`s.
+
+A value may list alternatives separated by `|`: `pgd:steps=10|20|50|100|200` is the
+accuracy-vs-iterations curve of the AT+ALP paper (Figure 3), five PGD attacks; several keys
+with alternatives give every combination.
+"""
 
 import dataclasses
+import itertools
 
 from tfadv import config as config_lib
 from tfadv.attacks import registry
@@ -41,11 +47,50 @@ def _convert_option(raw):
   return raw
 
 
+def _alternatives(spec):
+  """Expands `name:k=a|b:j=c` into `name:k=a:j=c`, `name:k=b:j=c` (in that order)."""
+  name, *pairs = spec.split(":")
+  choices = []
+  for pair in pairs:
+    key, sep, raw = pair.partition("=")
+    values = [v.strip() for v in raw.split("|")]
+    if sep and len(values) > 1 and not all(values):
+      raise ValueError(f"Invalid attacks: expected values separated by '|' for {key.strip()!r}"
+                       f" in {spec!r}; received {raw!r}")
+    choices.append([f"{key}={v}" for v in values] if sep and len(values) > 1 else [pair])
+  return [":".join((name,) + combo) for combo in itertools.product(*choices)]
+
+
+def steps_curve(steps, attack="pgd"):
+  """The spec of an accuracy-vs-iterations curve, e.g. `pgd:steps=10|20|50`.
+
+  Args:
+    steps: iteration counts (strings or ints), e.g. the `--pgd_curve` flag's list.
+    attack: the iterative attack (a name taking `steps`).
+
+  Raises:
+    ValueError: a count that is not a positive integer (naming `pgd_curve`).
+  """
+  counts = []
+  for raw in steps:
+    try:
+      count = int(str(raw).strip())
+    except ValueError:
+      count = 0
+    if count < 1:
+      raise ValueError(f"Invalid pgd_curve: expected positive integers (attack iterations, "
+                       f"e.g. 10,20,50,100,200); received pgd_curve="
+                       f"{','.join(str(s) for s in steps)!r}")
+    counts.append(str(count))
+  return f"{attack}:steps={'|'.join(counts)}"
+
+
 def parse_attacks(text, eps_values):
   """Parses a comma-separated attack list, one `AttackConfig` per attack and eps.
 
   Args:
-    text: e.g. `fgsm,pgd:steps=20,pgd:steps=100:restarts=2:norm=l2,cw_linf:steps=100`.
+    text: e.g. `fgsm,pgd:steps=20,pgd:steps=100:restarts=2:norm=l2,cw_linf:steps=100`;
+      `pgd:steps=10|20|50` expands to one attack per value. Repeated attacks count once.
       Keys of fgsm/pgd: steps, step_size, restarts, random_start, norm, eps (overrides
       `eps_values`); other attacks take `eps`, `norm` and the keyword arguments of their
       function (`registry.parameters(name)`), e.g. `rays:queries=10000`, `mim:decay=0.9`.
@@ -55,7 +100,8 @@ def parse_attacks(text, eps_values):
     ValueError: unknown attack names or keys, or malformed values (naming the piece).
   """
   attacks = []
-  for spec in [s.strip() for s in text.split(",") if s.strip()]:
+  specs = [s.strip() for s in text.split(",") if s.strip()]
+  for spec in [one for s in specs for one in _alternatives(s)]:
     name, *pairs = spec.split(":")
     name = name.strip().lower()
     if name not in registry.ATTACKS:
@@ -87,8 +133,10 @@ def parse_attacks(text, eps_values):
     if norms and "norm" not in params:
       params["norm"] = norms[0]  # e.g. cw_l2 is an L2 attack.
     for eps in ([params.pop("eps")] if "eps" in params else eps_values):
-      attacks.append(config_lib.AttackConfig(name=name, eps=float(eps), params=options,
-                                             **params).validate())
+      attack = config_lib.AttackConfig(name=name, eps=float(eps), params=options,
+                                       **params).validate()
+      if attack not in attacks:
+        attacks.append(attack)
   if not attacks:
     raise ValueError(f"Invalid attacks: expected at least one attack; received {text!r}")
   return tuple(attacks)
