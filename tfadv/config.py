@@ -152,24 +152,12 @@ class AttackConfig:
     return 2.5 * self.eps / max(self.steps, 1)
 
   def validate(self):
-    from tfadv.attacks import registry  # pylint: disable=g-import-not-at-top (cycle)
-    _check(self.name in registry.ATTACKS, "attack",
-           f"one of [{', '.join(sorted(registry.ATTACKS))}]", self.name)
-    norms = registry.NORMS.get(self.name, ("linf", "l2"))
-    _check(self.norm.value in norms, "norm", f"one of [{', '.join(norms)}] for {self.name}",
-           self.norm.value)
-    if self.name not in registry.FIELD_ATTACKS:
-      default = AttackConfig()
-      for field in ("step_size", "steps", "random_start", "restarts"):
-        _check(getattr(self, field) == getattr(default, field), field,
-               f"the default for {self.name} (pass its options in params)",
-               getattr(self, field))
-      accepted = registry.parameters(self.name)
-      for key, _ in self.params:
-        _check(key in accepted, "attack option",
-               f"one of [{', '.join(accepted)}] for {self.name}", key)
-    else:
-      _check(not self.params, "params", f"none for {self.name} (use the fields)", self.params)
+    """Checks the fields every attack shares (eps, steps, step size, restarts).
+
+    The checks that need the attack registry (the name, the norms an attack supports, its
+    options) are `tfadv.attacks.registry.validate(config)`, which calls this too; this
+    module imports nothing of tfadv.
+    """
     limit = 1.0 if self.norm is Norm.LINF else math.inf
     _check(0.0 <= self.eps <= limit, "eps",
            "0 <= eps <= 1 (images are in [0, 1])" if limit == 1.0 else "eps >= 0", self.eps)

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfadv import config as config_lib
+from tfadv.attacks import registry
 from tfadv.data import datasets
 from tfadv.evaluation import partial
 from tfadv.evaluation import plots
@@ -70,7 +71,7 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
   Returns:
     The report dict.
   """
-  eval_config.validate()
+  registry.validate(eval_config)
   attacks = tuple(eval_config.attacks)
   if eval_config.unbounded_check and UNBOUNDED_CHECK not in attacks:
     attacks += (UNBOUNDED_CHECK,)

@@ -355,7 +355,7 @@ def _final_deps(targets):
 
   Inside a cycle of imports, the edges of deferred imports (inside functions) are dropped; a
   target outside the cycle that depends on any of its modules also depends on the few modules
-  that reach all of them (e.g. the attack registry that `config` imports lazily), so its
+  that reach all of them (e.g. a registry that a leaf module imports lazily), so its
   runfiles still hold every module the deferred imports load.
 
   Raises:

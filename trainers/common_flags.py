@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 
 from tfadv import config as config_lib
+from tfadv.attacks import registry
 from tfadv.defenses import recipes
 from tfadv.evaluation import specs
 from tfadv.models import zoo
@@ -128,9 +129,9 @@ def eval_config_from_flags(eps=None, extra_attacks=None, **fields):
   flag = "eps" if eps else "eval_eps"
   eps = _floats(eps or FLAGS.eval_eps, flag)
   text = ",".join(t for t in (FLAGS.attacks, extra_attacks) if t)
-  return config_lib.EvalConfig(attacks=specs.parse_attacks(text, eps),
-                               num_examples=FLAGS.num_examples,
-                               batch_size=FLAGS.eval_batch_size, **fields).validate()
+  return registry.validate(config_lib.EvalConfig(
+      attacks=specs.parse_attacks(text, eps), num_examples=FLAGS.num_examples,
+      batch_size=FLAGS.eval_batch_size, **fields))
 
 
 def defense_config_from_flags():
@@ -141,12 +142,13 @@ def defense_config_from_flags():
                      f"{','.join(FLAGS.at_taps)!r}") from None
   attack = config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=FLAGS.attack_steps,
                                    step_size=FLAGS.attack_step_size)
-  return config_lib.DefenseConfig(name=FLAGS.defense, attack=attack,
-                                  alp_weight=FLAGS.alp_weight, at_weight=FLAGS.at_weight,
-                                  taps=taps, adv_ce_fraction=FLAGS.adv_ce_fraction,
-                                  rectification_weight=FLAGS.rectification_weight,
-                                  preservation_weight=FLAGS.preservation_weight,
-                                  kappa=FLAGS.kappa, trades_beta=FLAGS.trades_beta).validate()
+  defense = config_lib.DefenseConfig(name=FLAGS.defense, attack=attack,
+                                     alp_weight=FLAGS.alp_weight, at_weight=FLAGS.at_weight,
+                                     taps=taps, adv_ce_fraction=FLAGS.adv_ce_fraction,
+                                     rectification_weight=FLAGS.rectification_weight,
+                                     preservation_weight=FLAGS.preservation_weight,
+                                     kappa=FLAGS.kappa, trades_beta=FLAGS.trades_beta)
+  return registry.validate(defense)
 
 
 def train_config_from_flags():

@@ -7,6 +7,9 @@ and query budgets are small to keep the file fast; the measured figures are in
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,7 +82,7 @@ def _bound(name, norm, eps, options=None):
     config = config_lib.AttackConfig(name=name, eps=eps, norm=norm, **options)
   else:
     config = config_lib.AttackConfig(name=name, eps=eps, norm=norm, params=options)
-  return registry.from_config(config.validate(), seed=tf.constant([3, 4]))
+  return registry.from_config(registry.validate(config), seed=tf.constant([3, 4]))
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +145,42 @@ def test_stepll_reaches_the_least_likely_class_at_large_eps(model, batch):
 
 def test_options_are_validated():
   with pytest.raises(ValueError, match="attack option"):
-    config_lib.AttackConfig(name="bim", params={"decay": 0.5}).validate()
+    registry.validate(config_lib.AttackConfig(name="bim", params={"decay": 0.5}))
   with pytest.raises(ValueError, match="norm"):
-    config_lib.AttackConfig(name="cw_l2", norm="linf").validate()
+    registry.validate(config_lib.AttackConfig(name="cw_l2", norm="linf"))
   with pytest.raises(ValueError, match="steps"):
-    config_lib.AttackConfig(name="mim", steps=30).validate()
-  assert math.isclose(dict(config_lib.AttackConfig(name="mim", params={"decay": 0.5})
-                           .validate().params)["decay"], 0.5)
+    registry.validate(config_lib.AttackConfig(name="mim", steps=30))
+  assert math.isclose(dict(registry.validate(config_lib.AttackConfig(
+      name="mim", params={"decay": 0.5})).params)["decay"], 0.5)
+  # The registry also checks what config.validate() checks.
+  with pytest.raises(ValueError, match=r"Invalid eps: expected 0 <= eps <= 1.*eps=8"):
+    registry.validate(config_lib.AttackConfig(name="mim", eps=8))
+
+
+def test_configs_holding_attacks_are_validated_at_every_boundary():
+  bad = config_lib.AttackConfig(name="pgd", params={"decay": 0.5})
+  unknown = config_lib.AttackConfig(name="deepfool")
+  message = r"Invalid attack: expected one of \[a3, .*pgd.*\]; received attack='deepfool'"
+  with pytest.raises(ValueError, match=r"Invalid params: expected none for pgd"):
+    registry.validate(config_lib.DefenseConfig(attack=bad))
+  with pytest.raises(ValueError, match=message):
+    registry.validate(config_lib.EvalConfig(attacks=(config_lib.AttackConfig(), unknown)))
+  with pytest.raises(ValueError, match=message):
+    registry.from_config(unknown)
+  from tfadv.defenses import recipes  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"Invalid params: expected none for pgd"):
+    recipes.build(config_lib.DefenseConfig(name="at", attack=bad))
+  with pytest.raises(TypeError, match="AttackConfig"):
+    registry.validate("pgd")
+
+
+def test_config_is_a_leaf_module():
+  # config.validate() checks the shared fields without importing the attacks (no cycle).
+  code = ("import sys; from tfadv import config as c; "
+          "c.EvalConfig(attacks=(c.AttackConfig(name='bim', params={'decay': 1}),)).validate();"
+          "c.DefenseConfig().validate(); "
+          "print(sorted(m for m in sys.modules if m.startswith('tfadv')))")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                       text=True, check=True, env=dict(os.environ, PYTHONPATH=root))
+  assert out.stdout.strip() == "['tfadv', 'tfadv.config']"

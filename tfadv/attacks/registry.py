@@ -6,6 +6,7 @@ Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and 
 
 import inspect
 
+from tfadv import config as config_lib
 from tfadv.attacks import a3 as a3_lib
 from tfadv.attacks import apgd as apgd_lib
 from tfadv.attacks import autoattack as autoattack_lib
@@ -66,13 +67,73 @@ def get(name):
                      f"received attack={name!r}") from None
 
 
+def _check(condition, argument, expected, value):
+  if not condition:
+    raise ValueError(f"Invalid {argument}: expected {expected}; received {argument}={value!r}")
+
+
+def _validate_attack(config):
+  _check(config.name in ATTACKS, "attack", f"one of [{', '.join(sorted(ATTACKS))}]",
+         config.name)
+  norms = NORMS.get(config.name, ("linf", "l2"))
+  _check(config.norm.value in norms, "norm", f"one of [{', '.join(norms)}] for {config.name}",
+         config.norm.value)
+  if config.name not in FIELD_ATTACKS:
+    default = config_lib.AttackConfig()
+    for field in ("step_size", "steps", "random_start", "restarts"):
+      _check(getattr(config, field) == getattr(default, field), field,
+             f"the default for {config.name} (pass its options in params)",
+             getattr(config, field))
+    accepted = parameters(config.name)
+    for key, _ in config.params:
+      _check(key in accepted, "attack option",
+             f"one of [{', '.join(accepted)}] for {config.name}", key)
+  else:
+    _check(not config.params, "params", f"none for {config.name} (use the fields)",
+           config.params)
+  config.validate()
+
+
+def validate(config):
+  """Validates a config's attacks against the registry, then the config itself.
+
+  `config.validate()` checks what needs no registry (eps, steps, ...); this adds the name
+  (listing the registered ones), the norms the attack supports and the names of its
+  options. Called where configs are built: `specs.parse_attacks`, the CLIs'
+  `common_flags`, `recipes.build`, `workflow.evaluate_model` and `from_config`.
+
+  Args:
+    config: an `AttackConfig`, or a `DefenseConfig` / `EvalConfig` (each of its attacks).
+
+  Returns:
+    `config`.
+
+  Raises:
+    ValueError: naming the field, what was expected and what was received.
+  """
+  if isinstance(config, config_lib.AttackConfig):
+    _validate_attack(config)
+  elif isinstance(config, config_lib.DefenseConfig):
+    _validate_attack(config.attack)
+    config.validate()
+  elif isinstance(config, config_lib.EvalConfig):
+    for attack in config.attacks:
+      _validate_attack(attack)
+    config.validate()
+  else:
+    raise TypeError(f"validate: expected an AttackConfig, DefenseConfig or EvalConfig; "
+                    f"received {type(config).__name__}")
+  return config
+
+
 def from_config(config, seed=None):
-  """Binds an `AttackConfig` to a function `(model_fn, x, y) -> x_adv`.
+  """Binds an `AttackConfig` (validated here) to a function `(model_fn, x, y) -> x_adv`.
 
   Args:
     config: a `tfadv.config.AttackConfig`.
     seed: optional int tensor [2] for stateless random starts (attacks with a `seed`).
   """
+  validate(config)
   if config.name == "fgsm":
     return lambda model_fn, x, y: fgsm_lib.fgsm(model_fn, x, y, config.eps, config.norm)
   if config.name == "pgd":

@@ -31,6 +31,7 @@ import functools
 from typing import Callable, Optional, Tuple
 
 from tfadv import config as config_lib
+from tfadv.attacks import registry
 from tfadv.defenses import forwards
 from tfadv.losses import attention_pairing
 from tfadv.losses import cross_entropy
@@ -87,7 +88,7 @@ def build(config):
   if config.name not in _ADV_CE_FRACTION:
     raise ValueError(f"Invalid defense: expected one of [{', '.join(DEFENSES)}]; "
                      f"received defense={config.name!r}")
-  config.validate()
+  registry.validate(config)
   if config.name == "none":
     return Recipe("none", None, True,
                   (Term("clean_ce", 1.0, cross_entropy.clean_cross_entropy),))

@@ -133,8 +133,8 @@ def parse_attacks(text, eps_values):
     if norms and "norm" not in params:
       params["norm"] = norms[0]  # e.g. cw_l2 is an L2 attack.
     for eps in ([params.pop("eps")] if "eps" in params else eps_values):
-      attack = config_lib.AttackConfig(name=name, eps=float(eps), params=options,
-                                       **params).validate()
+      attack = registry.validate(config_lib.AttackConfig(name=name, eps=float(eps),
+                                                         params=options, **params))
       if attack not in attacks:
         attacks.append(attack)
   if not attacks:
