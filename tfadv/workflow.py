@@ -53,7 +53,7 @@ UNBOUNDED_CHECK = config_lib.AttackConfig(name="pgd", eps=1.0, steps=10)
 
 def evaluate_model(model, data, eval_config, model_name, defense_name, eps, directory=None,
                    progress=True, extra=None, source_model=None, fingerprint=None,
-                   white_report=None):
+                   white_report=None, strategy=None):
   """Evaluates a model on the test split and writes the report into `directory`.
 
   Besides `report.json` and `report.md`, writes PNG plots (accuracy vs iterations and vs
@@ -67,6 +67,8 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
     source_model: the surrogate the attacks run on (gray/black box), or None (white box).
     fingerprint: JSON-serialisable identity of the evaluation (checkpoint, data, ...).
     white_report: the white-box report of the same model, compared with a transfer one.
+    strategy: optional tf.distribute strategy splitting each batch across its replicas
+      (the counts are summed; the figures are those of one device).
 
   Returns:
     The report dict.
@@ -85,7 +87,7 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
     progress = _progress_bar(total, progress and total is not None)
   result = robustness.evaluate(model, data.test, attacks, eval_config.num_examples,
                                eval_config.batch_size, progress, source_model=source_model,
-                               cache=cache)
+                               cache=cache, strategy=strategy)
   extra = dict(extra or {}, threat_model=eval_config.threat_model.value)
   if eval_config.source_model_dir:
     extra["source_model"] = eval_config.source_model_dir
@@ -160,7 +162,7 @@ def load_trained(model_dir):
 
 
 def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None,
-                       progress=True, resume=True):
+                       progress=True, resume=True, strategy=None):
   """Evaluates the latest checkpoint of a run on its dataset's test split.
 
   Args:
@@ -171,6 +173,7 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
     progress: show a progress bar per attack.
     resume: keep finished attacks in `output_dir/report.partial.json` and reuse the ones
       a previous (interrupted) run of the same evaluation finished.
+    strategy: optional tf.distribute strategy the batches are split across.
   """
   loaded = load_trained(model_dir)
   data_config = data_config or loaded.data_config
@@ -188,7 +191,7 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
                         progress, extra={"checkpoint": loaded.checkpoint},
                         source_model=source.model if source else None,
                         fingerprint=fingerprint if resume else None,
-                        white_report=white_report)
+                        white_report=white_report, strategy=strategy)
 
 
 def _model_identity(loaded):

@@ -6,6 +6,8 @@ r"""tfadv-evaluate: accuracy of a trained model, clean and under attack.
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm --pgd_curve=10,20,50,100,200
   # The same written in --attacks ('|' separates alternative values of any option):
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=10|20|50|100|200
+  # Batches split across 2 replicas (virtual CPU devices here; GPUs when present):
+  tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --strategy=mirrored --num_cpu_devices=2
   # Gray box: attack another run of the same architecture and defense, test the transfer.
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --threat_model=gray \
       --source_model_dir=/tmp/fmnist_at_alp_seed1 --output_dir=/tmp/gray
@@ -46,6 +48,13 @@ def define_flags():
                     "count (at every --eps) to --attacks and plots accuracy vs iterations "
                     "(accuracy_vs_steps.png, as the AT+ALP paper's Figure 3). Same as "
                     "appending pgd:steps=10|20|50|100|200 to --attacks.")
+  flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                    "default: one device; mirrored: each batch (--eval_batch_size, global) "
+                    "is split across all local GPUs, or without GPUs across the CPU split "
+                    "into --num_cpu_devices; the counts are summed.")
+  flags.DEFINE_integer("num_cpu_devices", 0,
+                       "With --strategy=mirrored and no GPU: split the CPU into this many "
+                       "devices (0: keep the current layout).")
   flags.DEFINE_bool("resume", True, "Reuse finished attacks of an interrupted evaluation.")
   common_flags.define_eval_flags()
 
@@ -64,6 +73,12 @@ def main(argv):
   eval_config = common_flags.eval_config_from_flags(
       FLAGS.eps, extra_attacks=curve, threat_model=FLAGS.threat_model,
       source_model_dir=FLAGS.source_model_dir, unbounded_check=FLAGS.unbounded_check)
+  if FLAGS.num_cpu_devices < 0:
+    raise ValueError(f"Invalid num_cpu_devices: expected a non-negative integer; received "
+                     f"num_cpu_devices={FLAGS.num_cpu_devices}")
+  from tfadv.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  # Before TensorFlow builds anything (the CPU split must precede device initialisation).
+  strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   import dataclasses  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
   data_config = None
@@ -72,7 +87,8 @@ def main(argv):
                                       data_dir=FLAGS.data_dir)
   output = FLAGS.output_dir or FLAGS.model_dir
   workflow.evaluate_model_dir(FLAGS.model_dir, eval_config, output, data_config,
-                              progress=FLAGS.progress, resume=FLAGS.resume)
+                              progress=FLAGS.progress, resume=FLAGS.resume,
+                              strategy=strategy)
   print(open(os.path.join(output, "report.md")).read())
 
 

@@ -94,25 +94,58 @@ def test_threat_model_flags_are_validated():
     config_lib.EvalConfig(threat_model="grey")
 
 
-def test_pgd_curve_flag_gives_the_accuracy_vs_iterations_plot(tmp_path):
-  model_dir = str(tmp_path / "model")
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+  """A briefly trained, undefended digits model (60 steps)."""
+  model_dir = str(tmp_path_factory.mktemp("small") / "model")
   data_config = config_lib.DataConfig(name="digits", seed=0)
   trainer.train(datasets.load(data_config), config_lib.ModelConfig(width=8),
-                config_lib.DefenseConfig(name="at", attack=config_lib.AttackConfig(steps=1)),
-                config_lib.TrainConfig(model_dir=model_dir, batch_size=32, train_steps=20,
-                                       checkpoint_every=20, progress=False), data_config)
-  job = _start(f"--model_dir={model_dir}", "--attacks=fgsm", "--pgd_curve=1,2,4",
-               "--eps=0.1", "--num_examples=32", "--noprogress")
-  bad = _start(f"--model_dir={model_dir}", "--pgd_curve=10,ten")
+                config_lib.DefenseConfig(name="none"),
+                config_lib.TrainConfig(model_dir=model_dir, batch_size=32, train_steps=60,
+                                       learning_rate=3e-3, checkpoint_every=60,
+                                       progress=False), data_config)
+  return model_dir
+
+
+def test_pgd_curve_flag_gives_the_accuracy_vs_iterations_plot(small_run, tmp_path):
+  out_dir = str(tmp_path / "curve")
+  job = _start(f"--model_dir={small_run}", f"--output_dir={out_dir}", "--attacks=fgsm",
+               "--pgd_curve=1,2,4", "--eps=0.1", "--num_examples=32", "--noprogress")
+  bad = _start(f"--model_dir={small_run}", "--pgd_curve=10,ten")
   helper = _start("--helpfull")
   stdout, stderr = job.communicate(timeout=600)
   assert job.returncode == 0, stdout + stderr
-  report = json.load(open(os.path.join(model_dir, "report.json")))
+  report = json.load(open(os.path.join(out_dir, "report.json")))
   assert set(report["attacks"]) == {"fgsm", "pgd1", "pgd2", "pgd4"}
   assert report["plots"]["accuracy_vs_steps"] == "accuracy_vs_steps.png"
-  assert os.path.getsize(os.path.join(model_dir, "accuracy_vs_steps.png")) > 1000
+  assert os.path.getsize(os.path.join(out_dir, "accuracy_vs_steps.png")) > 1000
   _, err = bad.communicate(timeout=600)
   assert bad.returncode == 2
   assert "Error: Invalid pgd_curve: expected positive integers" in err
   out, _ = helper.communicate(timeout=600)
   assert "--pgd_curve" in out and "Figure 3" in out
+  assert "--strategy" in out and "--num_cpu_devices" in out
+
+
+def test_mirrored_strategy_gives_the_accuracies_of_one_device(small_run, tmp_path):
+  # Deterministic attacks (no random start): the figures must not depend on the split.
+  # 75 examples in batches of 32: the last batch (11) splits unevenly, 6 + 5.
+  common = [f"--model_dir={small_run}", "--noprogress", "--eps=0.1", "--num_examples=75",
+            "--eval_batch_size=32", "--attacks=fgsm,pgd:steps=3:random_start=false,"
+            "fab_t:steps=3:target_classes=2"]
+  jobs = {name: _start(*common, f"--output_dir={tmp_path / name}", *extra)
+          for name, extra in (("one", []),
+                              ("two", ["--strategy=mirrored", "--num_cpu_devices=2"]))}
+  reports = {}
+  for name, job in jobs.items():
+    stdout, stderr = job.communicate(timeout=600)
+    assert job.returncode == 0, stdout + stderr
+    reports[name] = json.load(open(tmp_path / name / "report.json"))
+  accuracies = {name: (r["clean_accuracy"], {k: v["accuracy"] for k, v in r["attacks"].items()})
+                for name, r in reports.items()}
+  print(accuracies)
+  assert accuracies["one"] == accuracies["two"]
+  clean, attacked = accuracies["two"]
+  assert clean > 0.5 and max(attacked.values()) < clean - 0.2  # the attacks did run
+  assert set(accuracies["two"][1]) == {"fgsm", "pgd3", "fab_t3"}
+  assert reports["two"]["num_examples"] == 75

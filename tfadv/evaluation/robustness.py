@@ -77,8 +77,27 @@ def attack_labels(attacks):
   return labels
 
 
+def _counter(count_fn, strategy):
+  """A tf.function `(x, y) -> (correct, examples)` over one (distributed) batch."""
+
+  def replica(x, y):
+    y = tf.cast(y, tf.int32)
+    return count_fn(x, y), tf.shape(y)[0]
+
+  if strategy is None:
+    return tf.function(replica)
+
+  @tf.function
+  def distributed(x, y):
+    correct, seen = strategy.run(replica, args=(x, y))
+    return (strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.SUM, seen, axis=None))
+
+  return distributed
+
+
 def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = None,
-             batch_size=256, progress=None, source_model=None, cache=None):
+             batch_size=256, progress=None, source_model=None, cache=None, strategy=None):
   """Evaluates `model` on `dataset` clean and under each attack config.
 
   Attacks run one after the other over the whole evaluation set, so a finished attack can
@@ -95,6 +114,9 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
       and black-box threat models: the adversarial examples transfer). None: white box.
     cache: optional `tfadv.evaluation.partial.PartialResults`: counts already in it are
       reused, and each newly finished count (clean or attack) is written to it at once.
+    strategy: optional `tf.distribute.Strategy`: each batch of `batch_size` (global) is
+      split across its replicas, every replica attacks and counts its share, and the
+      counts are summed. None (or one replica) runs on the default device.
 
   Returns:
     A `Result`.
@@ -117,14 +139,20 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
   if num_examples is not None:
     dataset = dataset.take(num_examples)
   batches = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  if strategy is not None and strategy.num_replicas_in_sync > 1:
+    batches = strategy.experimental_distribute_dataset(batches)
+  else:
+    strategy = None
 
   def run(label, count_fn):
     if cache is not None and cache.has(label, params.get(label, {})):
       return cache.get(label)
+    counter = _counter(count_fn, strategy)
     total, seen = 0, 0
     for x, y in batches:
-      total += int(count_fn(x, tf.cast(y, tf.int32)))
-      seen += int(tf.shape(y)[0])
+      correct, examples = counter(x, y)
+      total += int(correct)
+      seen += int(examples)
       if progress is not None:
         progress(label, seen)
     if seen == 0:
@@ -133,11 +161,10 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
       cache.put(label, total, seen, params.get(label, {}))
     return total, seen
 
-  clean, seen = run("clean", tf.function(lambda x, y: _count_correct(model_fn(x), y)))
+  clean, seen = run("clean", lambda x, y: _count_correct(model_fn(x), y))
   correct = {}
   for label, fn in bound.items():
 
-    @tf.function
     def adv_count(x, y, fn=fn):
       return _count_correct(model_fn(fn(source_fn, x, y)), y)
 

@@ -45,11 +45,12 @@ def make_strategy(kind, num_cpu_devices=0):
   if kind is config_lib.StrategyKind.DEFAULT:
     return tf.distribute.get_strategy()
   if kind is config_lib.StrategyKind.MIRRORED:
+    if num_cpu_devices and not tf.config.list_physical_devices("GPU"):
+      # Before listing logical devices, which initialises TensorFlow's devices.
+      split_cpu(num_cpu_devices)
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
       return tf.distribute.MirroredStrategy()
-    if num_cpu_devices:
-      split_cpu(num_cpu_devices)
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=cpus)
   raw = os.environ.get("TF_CONFIG")
