@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfadv import config as config_lib
 from tfadv.attacks import registry
 from tfadv.data import datasets
+from tfadv.defenses import recipes
 from tfadv.evaluation import partial
 from tfadv.evaluation import plots
 from tfadv.evaluation import report as report_lib
@@ -133,7 +134,9 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
                             extra={"train_steps": result.steps,
-                                   "defense_config": trainer.to_jsonable(defense_config)})
+                                   "defense_config": trainer.to_jsonable(defense_config),
+                                   "defense_settings": trainer.to_jsonable(
+                                       recipes.settings(defense_config))})
   return result, report
 
 

@@ -123,3 +123,24 @@ def test_every_term_has_finite_non_zero_weight_gradients_in_tf_function():
       assert np.all(np.isfinite(grad.numpy())), (name, variable.path)
       if variable.path.endswith("kernel"):  # every layer's kernel shapes every term
         assert np.abs(grad.numpy()).sum() > 0, (name, variable.path)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("none", set()),
+    ("pat", {"adv_ce_fraction"}),
+    ("at_alp", {"adv_ce_fraction", "alp_weight", "at_weight", "taps", "attention_p"}),
+    ("trades", {"trades_beta"}),
+    ("aad", {"adv_ce_fraction", "rectification_weight", "preservation_weight", "kappa"}),
+])
+def test_settings_list_only_what_the_recipe_reads(name, expected):
+  config = config_lib.DefenseConfig(name=name, alp_weight=0.3)
+  settings = recipes.settings(config)
+  assert set(settings) == expected
+  if "alp_weight" in expected:
+    assert settings["alp_weight"] == 0.3
+  # Every listed weight of a term is a weight the built recipe actually uses.
+  weights = {t.name: t.weight for t in recipes.build(config).terms}
+  if "alp_weight" in settings:
+    assert weights["alp"] == settings["alp_weight"]
+  if "trades_beta" in settings:
+    assert weights["trades_kl"] == settings["trades_beta"]

@@ -79,6 +79,24 @@ class Recipe:
     return self.attack is not None
 
 
+def settings(config):
+  """The `DefenseConfig` fields that the recipe `config.name` reads, with their values.
+
+  Reports list these (not every field of the config), so a reader sees the weights that
+  shaped the training loss and no weight of a term the defense does not have.
+  """
+  keys = [] if config.name == "none" else ["adv_ce_fraction"]
+  if config.name in ("alp", "at_alp", "alp_aad", "at_alp_aad"):
+    keys.append("alp_weight")
+  if config.name in ("at", "at_alp", "at_alp_aad"):
+    keys += ["at_weight", "taps", "attention_p"]
+  if config.name == "trades":
+    keys = ["trades_beta"]
+  if config.name in _AAD:
+    keys += ["rectification_weight", "preservation_weight", "kappa"]
+  return {key: getattr(config, key) for key in keys}
+
+
 def build(config):
   """Builds the `Recipe` of a `DefenseConfig`.
 

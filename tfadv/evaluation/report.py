@@ -44,8 +44,11 @@ def markdown(report):
       "",
       *_threat_lines(report),
   ]
-  if report.get("defense_config"):
+  # `defense_settings`: only what the recipe reads; older reports have `defense_config` only.
+  weights = report.get("defense_settings")
+  if weights is None and report.get("defense_config"):
     weights = {k: v for k, v in report["defense_config"].items() if k not in ("name", "attack")}
+  if weights:
     lines += ["Defense settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in weights.items()),
               ""]
   lines += [
