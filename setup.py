@@ -38,6 +38,7 @@ setuptools.setup(
         "console_scripts": [
             "tfadv-train=trainers.train:run",
             "tfadv-evaluate=trainers.evaluate:run",
+            "tfadv-analyze=trainers.analyze:run",
             "tfadv-export=serving.export_main:run",
             "tfadv-client=serving.client:run",
             "tfadv-model-server=serving.model_server:run",
