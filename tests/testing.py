@@ -19,6 +19,17 @@ def fashion_mnist_arrays(num_train=10_000, num_test=1_000):
   return x.numpy(), y.numpy(), xt.numpy(), yt.numpy()
 
 
+def fashion_mnist_info(num_train=1024):
+  """A `DatasetInfo` over the first `num_train` Fashion-MNIST training images (fast training)."""
+  x, y, xt, yt = fashion_mnist_arrays()
+  return datasets.DatasetInfo(
+      name="fashion_mnist_subset",
+      train=tf.data.Dataset.from_tensor_slices((x[:num_train], y[:num_train].astype(np.int32))),
+      test=tf.data.Dataset.from_tensor_slices((xt, yt.astype(np.int32))),
+      num_classes=10, image_shape=(28, 28, 1), class_names=tuple(str(i) for i in range(10)),
+      num_train=num_train, num_test=len(yt))
+
+
 def small_classifier(seed=0):
   """Conv-pool-conv-pool-dense: a plain undefended Keras model for attack tests."""
   keras.utils.set_random_seed(seed)

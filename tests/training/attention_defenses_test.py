@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from tfadv import config as config_lib
-from tfadv.data import datasets
 from tfadv.training import trainer
 from tests import testing
 
@@ -21,13 +20,7 @@ TERMS = {"aad": {"adv_ce", "rectification", "preservation"},
 
 
 def _data(num_train=4096):
-  x, y, xt, yt = testing.fashion_mnist_arrays()
-  return datasets.DatasetInfo(
-      name="fashion_mnist_subset",
-      train=tf.data.Dataset.from_tensor_slices((x[:num_train], y[:num_train].astype(np.int32))),
-      test=tf.data.Dataset.from_tensor_slices((xt, yt.astype(np.int32))),
-      num_classes=10, image_shape=(28, 28, 1), class_names=tuple(str(i) for i in range(10)),
-      num_train=num_train, num_test=len(yt))
+  return testing.fashion_mnist_info(num_train)
 
 
 def _train(tmp_path, defense, steps, batch_size, strategy=None, image_every=0):
