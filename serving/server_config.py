@@ -19,6 +19,7 @@ import os
 import tensorflow as tf
 
 from serving import export as export_lib
+from tfadv import io_utils
 
 MONITORING_PATH = "/monitoring/prometheus/metrics"
 
@@ -116,12 +117,7 @@ def update_model_config(path, name, base_path, version_policy="latest"):
   if not replaced:
     config.model_config_list.config.add().CopyFrom(entry)
   text = text_format.MessageToString(config)
-  directory = os.path.dirname(os.path.abspath(path))
-  tf.io.gfile.makedirs(directory)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  io_utils.atomic_write(os.path.abspath(path), text)
   return text
 
 

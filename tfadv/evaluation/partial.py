@@ -11,6 +11,8 @@ import os
 
 import tensorflow as tf
 
+from tfadv import io_utils
+
 FILENAME = "report.partial.json"
 
 
@@ -53,8 +55,5 @@ class PartialResults:
   def put(self, label, correct, examples, params):
     self.entries[label] = {"correct": int(correct), "examples": int(examples),
                            "params": params}
-    tf.io.gfile.makedirs(os.path.dirname(self.path) or ".")
-    tmp = self.path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      json.dump({"fingerprint": self.fingerprint, "entries": self.entries}, f, indent=2)
-    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    io_utils.atomic_write_json(self.path, {"fingerprint": self.fingerprint,
+                                           "entries": self.entries}, sort_keys=False)

@@ -15,6 +15,8 @@ import os
 
 import tensorflow as tf
 
+from tfadv import io_utils
+
 
 def build(result, dataset, model, defense, eps, extra=None):
   """The report dict of a `robustness.Result`."""
@@ -84,19 +86,12 @@ def _fmt(value):
   return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _atomic_write(path, text):
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def write(report, directory):
   """Writes `report.json` and `report.md` into `directory`; returns the JSON path."""
   tf.io.gfile.makedirs(directory)
   json_path = os.path.join(directory, "report.json")
-  _atomic_write(json_path, json.dumps(report, indent=2, sort_keys=False) + "\n")
-  _atomic_write(os.path.join(directory, "report.md"), markdown(report))
+  io_utils.atomic_write(json_path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+  io_utils.atomic_write(os.path.join(directory, "report.md"), markdown(report))
   return json_path
 
 

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from tfadv import config as config_lib
+from tfadv import io_utils
 from tfadv.attacks import registry
 from tfadv.attention import panels
 from tfadv.defenses import recipes
@@ -203,18 +204,14 @@ def write_run_config(model_dir, run_config):
   """
   path = os.path.join(model_dir, RUN_CONFIG)
   if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      previous = json.load(f)
+    previous = read_run_config(model_dir)
     for key in ("data", "model", "defense"):
       if previous.get(key) != run_config.get(key):
         raise ValueError(
             f"Invalid model_dir: {model_dir!r} holds a run with another {key} config "
             f"({previous.get(key)}); received {run_config.get(key)}. Use a new model_dir "
             "or the same settings to resume.")
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(run_config, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  io_utils.atomic_write_json(path, run_config)
 
 
 def read_run_config(model_dir):
@@ -222,13 +219,21 @@ def read_run_config(model_dir):
 
   Raises:
     FileNotFoundError: when the directory has none.
+    NotADirectoryError: when `model_dir` is a file.
+    ValueError: when the file is not a JSON object (named in the message).
   """
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise NotADirectoryError(f"Invalid model_dir: expected a directory written by tfadv-train; "
+                             f"{model_dir!r} is a file")
   path = os.path.join(model_dir, RUN_CONFIG)
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"Invalid model_dir: expected {path!r} (written by tfadv-train); "
                             "it does not exist")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  run_config = io_utils.read_json(path, "run config")
+  if not isinstance(run_config, dict):
+    raise ValueError(f"Invalid run config: {path!r} holds a JSON {type(run_config).__name__}, "
+                     "not the object tfadv-train writes")
+  return run_config
 
 
 def to_jsonable(config):
