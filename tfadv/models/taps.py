@@ -18,7 +18,7 @@ import keras
 from tfadv.models import zoo
 
 
-def tapped_model(model, tap_names, gradcam_name):
+def tapped_model(model, tap_names, gradcam_name, extras=None):
   """Wraps a functional classifier so that one call returns logits, taps and Grad-CAM maps.
 
   Args:
@@ -27,14 +27,18 @@ def tapped_model(model, tap_names, gradcam_name):
       zoo models: `zoo.tap_layer_names(name)`).
     gradcam_name: name of the layer whose output Grad-CAM differentiates the logits
       against (`zoo.gradcam_layer_name(name)`).
+    extras: optional mapping output key -> layer name: the outputs of those layers are
+      added to the output dict under those keys (ADP: `{"members": ...}`, see
+      `tfadv.models.zoo.Built.extras`).
 
   Returns:
     A Keras model sharing `model`'s layers whose call returns a dict:
-    `{"logits": [B, K], "taps": tuple of [B, h_j, w_j, c_j], "gradcam": [B, h, w, c]}`.
+    `{"logits": [B, K], "taps": tuple of [B, h_j, w_j, c_j], "gradcam": [B, h, w, c]}`
+    plus one entry per key of `extras`.
 
   Raises:
-    ValueError: `model` has no single output, `tap_names` is empty, or a name is not a
-      layer of `model`.
+    ValueError: `model` has no single output, `tap_names` is empty, a name is not a
+      layer of `model`, or an `extras` key is one of the reserved keys.
   """
   if len(model.outputs) != 1:
     raise ValueError(f"Invalid model: expected a functional model with one output (the "
@@ -48,6 +52,11 @@ def tapped_model(model, tap_names, gradcam_name):
       "taps": tuple(_layer_output(model, name, "tap_names") for name in tap_names),
       "gradcam": _layer_output(model, gradcam_name, "gradcam_name"),
   }
+  for key, name in dict(extras or {}).items():
+    if key in outputs:
+      raise ValueError(f"Invalid extras: expected keys other than "
+                       f"[{', '.join(sorted(outputs))}]; received key {key!r}")
+    outputs[key] = _layer_output(model, name, "extras")
   return keras.Model(model.inputs, outputs, name=f"{model.name}_tapped")
 
 

@@ -13,9 +13,11 @@ Example:
   logits = model(images)  # images in [0, 1]
 """
 
+import dataclasses
 import functools
 import numbers
 import os
+from typing import Mapping, Tuple
 
 import keras
 from keras import layers
@@ -67,6 +69,37 @@ _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 # channel counts (e.g. grayscale) are mapped from [0, 1] to [-1, 1].
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """A built classifier and the names of the layers the defenses read.
+
+  Attributes:
+    model: a flat Keras functional model, float32 images [None, H, W, C] in [0, 1] ->
+      logits [None, K].
+    tap_names: the names of its four stage-end layers (group-0..3), in order.
+    gradcam_name: the name of the layer Grad-CAM differentiates the logits against.
+    extras: output key -> name of a layer whose output the loss terms read besides the
+      logits and taps (ADP: `{"members": ...}`, the member logits [B, M, K]); see
+      `tfadv.models.taps.tapped_model`.
+  """
+  model: keras.Model
+  tap_names: Tuple[str, ...]
+  gradcam_name: str
+  extras: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def build(config, input_shape, num_classes):
+  """Builds the plain zoo classifier `config.name` with its tap and Grad-CAM names.
+
+  Args and Raises: as `build_model`.
+
+  Returns:
+    A `Built` record with no extras.
+  """
+  model = build_model(config, input_shape, num_classes)
+  return Built(model, tap_layer_names(config.name), gradcam_layer_name(config.name), {})
 
 
 def _check_name(model_name):
@@ -127,7 +160,7 @@ def build_model(config, input_shape, num_classes):
   if config.name == "small_cnn":
     logits = _small_cnn(inputs, config.width, num_classes)
   elif config.name == "resnet18":
-    logits = _resnet18(inputs, config.width, num_classes)
+    logits = _resnet18(inputs, config.width, num_classes, config.activation)
   else:
     logits = _applications_resnet(inputs, config.name, config.weights, num_classes)
   return keras.Model(inputs, logits, name=config.name)
@@ -171,25 +204,27 @@ def _small_cnn(x, width, num_classes):
   return layers.Dense(num_classes, name="logits")(x)
 
 
-def _resnet18(x, width, num_classes):
+def _resnet18(x, width, num_classes, activation="relu"):
   """CIFAR-style ResNet-18 (He et al., 2016): 3x3 stem, no max-pool, BasicBlocks [2,2,2,2].
 
   Stage filters are 2, 4, 8, 16 times `width` (64..512 at the default width 32). Layer
   names follow keras.applications: `conv{stage}_block{b}_{1,2}_{conv,bn,relu}`,
-  the projection shortcut `_0_{conv,bn}`, and the block output `_out`.
+  the projection shortcut `_0_{conv,bn}`, and the block output `_out` (the names keep
+  `relu` whatever `activation` is, so taps and checkpoints do not depend on it). The
+  logits are float32 under a mixed-precision policy (stable softmax and losses).
   """
   channels = x.shape[-1]
   mean, std = (_CIFAR10_MEAN, _CIFAR10_STD) if channels == 3 else (
       (0.5,) * channels, (0.5,) * channels)
   x = layers.Normalization(mean=mean, variance=[s * s for s in std], name="standardize")(x)
   x = _conv_bn(x, 2 * width, 1, "conv1")
-  x = layers.Activation("relu", name="conv1_relu")(x)
+  x = layers.Activation(activation, name="conv1_relu")(x)
   for stage, (multiplier, stride) in enumerate(((2, 1), (4, 2), (8, 2), (16, 2)), start=2):
     for block in (1, 2):
       x = _basic_block(x, multiplier * width, stride if block == 1 else 1,
-                       f"conv{stage}_block{block}")
+                       f"conv{stage}_block{block}", activation)
   x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-  return layers.Dense(num_classes, name="logits")(x)
+  return layers.Dense(num_classes, name="logits", dtype="float32")(x)
 
 
 def _conv_bn(x, filters, stride, name, kernel_size=3):
@@ -199,16 +234,16 @@ def _conv_bn(x, filters, stride, name, kernel_size=3):
   return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
 
 
-def _basic_block(x, filters, stride, name):
-  """conv3x3-BN-ReLU-conv3x3-BN plus the (projected if the shape changes) shortcut."""
+def _basic_block(x, filters, stride, name, activation="relu"):
+  """conv3x3-BN-act-conv3x3-BN plus the (projected if the shape changes) shortcut, act."""
   shortcut = x
   if stride != 1 or x.shape[-1] != filters:
     shortcut = _conv_bn(x, filters, stride, f"{name}_0", kernel_size=1)
   x = _conv_bn(x, filters, stride, f"{name}_1")
-  x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+  x = layers.Activation(activation, name=f"{name}_1_relu")(x)
   x = _conv_bn(x, filters, 1, f"{name}_2")
   x = layers.Add(name=f"{name}_add")([shortcut, x])
-  return layers.Activation("relu", name=f"{name}_out")(x)
+  return layers.Activation(activation, name=f"{name}_out")(x)
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
