@@ -56,6 +56,22 @@ class OptimizerKind(enum.Enum):
   ADAM = "adam"
 
 
+class Augment(enum.Enum):
+  NONE = "none"
+  CROP_FLIP = "crop_flip"  # Random crop after zero padding (4 px at 32x32) + horizontal flip.
+
+
+class WeightDecayMode(enum.Enum):
+  COUPLED = "coupled"  # L2: wd * w added to the gradient (PyTorch SGD's weight_decay).
+  DECOUPLED = "decoupled"  # Keras/AdamW: w -= lr * wd * w, outside the gradient.
+
+
+class Precision(enum.Enum):
+  FLOAT32 = "float32"
+  MIXED_BFLOAT16 = "mixed_bfloat16"
+  MIXED_FLOAT16 = "mixed_float16"
+
+
 class Schedule(enum.Enum):
   CONSTANT = "constant"
   COSINE = "cosine"
@@ -104,14 +120,21 @@ class ModelConfig:
     name: `small_cnn`, `resnet18` (CIFAR-style), `resnet50`, `resnet101`, `resnet152`.
     weights: None (random init) or `imagenet` (keras.applications ResNets only).
     width: base number of filters for `small_cnn` and `resnet18`.
+    activation: activation of `resnet18`: `relu` (the original), `silu` or `gelu` (the
+      activations of the strongest recent robust recipes, e.g. Wang et al. 2023).
   """
   name: str = "small_cnn"
   weights: Optional[str] = None
   width: int = 32
+  activation: str = "relu"
 
   def validate(self):
     _check(self.weights in (None, "imagenet"), "weights", "None or 'imagenet'", self.weights)
     _check(self.width >= 1, "width", "a positive integer", self.width)
+    _check(self.activation in ("relu", "silu", "gelu"), "activation",
+           "one of [relu, silu, gelu]", self.activation)
+    _check(self.activation == "relu" or self.name == "resnet18", "activation",
+           "relu for models other than resnet18", self.activation)
     return self
 
 
@@ -168,56 +191,100 @@ class AttackConfig:
     return self
 
 
+def _pairs(value):
+  """`value` (a dict or (key, value) pairs) as sorted (key, value) pairs."""
+  items = value.items() if isinstance(value, dict) else value
+  return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
 @dataclasses.dataclass(frozen=True)
-class DefenseConfig:
-  """A defense recipe and its weights.
+class TermConfig:
+  """One weighted loss term of a defense.
 
   Attributes:
-    name: `none`, `pat`, `alp`, `at`, `at_alp`, `aad`, `alp_aad`, `trades`, `at_alp_aad`
-      (see `tfadv.defenses.recipes`).
-    attack: the training attack (PGD with the true labels).
-    alp_weight: alpha, weight of adversarial logit pairing.
-    at_weight: beta, weight of attention-map pairing.
-    taps: indices of the taps (stages) whose attention maps are paired.
-    attention_p: exponent p of F(A) = sum_c |A_c|^p, and the norm of the AT difference.
-    adv_ce_fraction: weight of the adversarial part of the cross-entropy,
-      `(1 - f) * CE(clean) + f * CE(adv)`; None takes the recipe's default (`pat`: 1,
-      the pairing recipes: 0.5, Kannan et al.'s mixed minibatch).
-    rectification_weight: alpha of AAD, weight of the attention rectification L_r.
-    preservation_weight: beta of AAD, weight of the attention preservation L_p.
-    kappa: attention-area threshold on the max-scaled Grad-CAM map; None uses each image's
-      mean (the AAD paper's default), a float in [0, 1] a fixed threshold.
-    trades_beta: beta of TRADES, weight of KL(f(x) || f(x_adv)).
+    name: a loss-term name of `tfadv.losses.registry.TERMS` (`clean_ce`, `adv_ce`, `alp`,
+      `at`, `trades_kl`, `rectification`, `preservation`, `igr`, ...).
+    weight: its weight in the step loss; 0 drops the term.
+    options: the term's own options as sorted (key, value) pairs (e.g. `(("taps", (0, 1)),)`
+      for `at`); each term declares and validates its options in the registry.
+  """
+  name: str
+  weight: float = 1.0
+  options: Tuple[Tuple[str, object], ...] = ()
+
+  def __post_init__(self):
+    object.__setattr__(self, "weight", float(self.weight))
+    object.__setattr__(self, "options", _pairs(self.options))
+
+  def validate(self):
+    _check(bool(self.name), "term", "a loss-term name", self.name)
+    _check(math.isfinite(self.weight) and self.weight >= 0, f"{self.name} weight",
+           "a non-negative weight", self.weight)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class DefenseConfig:
+  """A defense: a recipe of `tfadv.defenses.table` and what the user changed in it.
+
+  The table gives each defense its training attack, its weighted loss terms and its model
+  wrapper; a config names the defense and overrides by concern: the attack's budget, the
+  terms (a `TermConfig` with a term's name replaces that term's weight and options; a new
+  name adds a term; weight 0 drops it), the wrapper's options, the static models.
+
+  Attributes:
+    name: a defense of `tfadv.defenses.table.DEFENSES` (`none`, `pat`, `alp`, `at_alp`,
+      `aad`, `trades`, `igr`, `rat`, ...).
+    attack: the budget of the training attack (eps, steps, step size, norm); which attack
+      it is (PGD, StepLL, FGSM-RS, ...) is the defense's.
+    terms: overrides and additions of weighted loss terms.
+    wrapper_options: options of the defense's model wrapper as (key, value) pairs (e.g.
+      `(("stddev", 0.1),)` for `rat`); see `tfadv.defenses.models.WRAPPERS`.
+    static_model_dirs: model directories of pre-trained static models whose adversarial
+      examples the defense trains on (`ensemble_at`).
   """
   name: str = "at_alp"
   attack: AttackConfig = AttackConfig()
-  alp_weight: float = 0.5
-  at_weight: float = 1.0
-  taps: Tuple[int, ...] = (0, 1, 2, 3)
-  attention_p: float = 2.0
-  adv_ce_fraction: Optional[float] = None
-  rectification_weight: float = 0.01
-  preservation_weight: float = 0.01
-  kappa: Optional[float] = None
-  trades_beta: float = 6.0
+  terms: Tuple[TermConfig, ...] = ()
+  wrapper_options: Tuple[Tuple[str, object], ...] = ()
+  static_model_dirs: Tuple[str, ...] = ()
+
+  def __post_init__(self):
+    terms = tuple(t if isinstance(t, TermConfig) else TermConfig(**t) for t in self.terms)
+    object.__setattr__(self, "terms", terms)
+    object.__setattr__(self, "wrapper_options", _pairs(self.wrapper_options))
+    object.__setattr__(self, "static_model_dirs", tuple(self.static_model_dirs))
+
+  def term(self, name):
+    """The `TermConfig` called `name` among the overrides, or None."""
+    return next((t for t in self.terms if t.name == name), None)
 
   def validate(self):
+    """Checks what needs no registry; `tfadv.defenses.recipes.build` checks the names."""
     self.attack.validate()
-    _check(self.rectification_weight >= 0, "rectification_weight", "a non-negative weight",
-           self.rectification_weight)
-    _check(self.preservation_weight >= 0, "preservation_weight", "a non-negative weight",
-           self.preservation_weight)
-    _check(self.kappa is None or 0.0 <= self.kappa <= 1.0, "kappa",
-           "None (per-image mean) or a threshold in [0, 1]", self.kappa)
-    _check(self.trades_beta >= 0, "trades_beta", "a non-negative weight", self.trades_beta)
-    _check(self.alp_weight >= 0, "alp_weight", "a non-negative weight", self.alp_weight)
-    _check(self.at_weight >= 0, "at_weight", "a non-negative weight", self.at_weight)
-    _check(len(self.taps) >= 1 and all(0 <= t <= 3 for t in self.taps), "at_taps",
-           "tap indices in 0..3", self.taps)
-    _check(self.attention_p > 0, "attention_p", "a positive exponent", self.attention_p)
-    _check(self.adv_ce_fraction is None or 0.0 <= self.adv_ce_fraction <= 1.0, "adv_ce_fraction", "a fraction in [0, 1]",
-           self.adv_ce_fraction)
+    names = [t.name for t in self.terms]
+    _check(len(names) == len(set(names)), "terms", "each term at most once", names)
+    for term in self.terms:
+      term.validate()
     return self
+
+  @classmethod
+  def from_dict(cls, value):
+    """The config of `trainer.to_jsonable(config)` (a run's `run_config.json`)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    value = {k: v for k, v in value.items() if k in fields}
+    if "attack" in value:
+      attack = dict(value["attack"])
+      attack["params"] = [tuple(p) for p in attack.get("params", ())]
+      value["attack"] = AttackConfig(**attack)
+    if "terms" in value:
+      value["terms"] = tuple(TermConfig(name=t["name"], weight=t["weight"],
+                                        options=[tuple(o) for o in t.get("options", ())])
+                             for t in value["terms"])
+    for key in ("wrapper_options",):
+      if key in value:
+        value[key] = [tuple(o) for o in value[key]]
+    return cls(**value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +299,14 @@ class TrainConfig:
     optimizer: `sgd` (momentum 0.9) or `adam`.
     learning_rate: initial learning rate.
     schedule: `constant`, `cosine` or `piecewise`.
-    weight_decay: decoupled weight decay (AdamW / SGDW style), 0 to disable.
+    weight_decay: weight decay, 0 to disable; applied as `weight_decay_mode` says.
+    weight_decay_mode: `decoupled` (Keras / AdamW: w -= lr * wd * w) or `coupled` (L2 on
+      the gradient, g += wd * w, as PyTorch's SGD applies `weight_decay=5e-4`: the papers'
+      figure means this).
+    nesterov: Nesterov momentum for `sgd`.
+    warmup_steps: linear learning-rate warm-up from 0 over this many steps, then the
+      schedule (which then spans the remaining steps).
+    label_smoothing: label smoothing of the cross-entropy terms, in [0, 1).
     strategy: `default`, `mirrored` or `multi_worker`.
     num_cpu_devices: for `mirrored` on a machine without GPUs, how many virtual CPU
       devices to split the CPU into (tests); 0 keeps the physical devices.
@@ -244,6 +318,21 @@ class TrainConfig:
     jit: compile the training step with XLA.
     seed: global seed (weights, shuffling, attack random starts).
     progress: show a progress bar.
+    augment: `none` or `crop_flip` (random crop after zero padding of 4 px at 32x32,
+      scaled with the image size, and a horizontal flip), a pure function of (seed, step).
+    ema_decay: decay of an exponential moving average of the weights (e.g. 0.995), with
+      the warm-up min(decay, (1 + t) / (10 + t)); 0 disables it. When on, evaluation, the
+      report and the export use the averaged weights.
+    validate_every: steps between PGD evaluations on a validation split held out from the
+      *training* split (the test split stays untouched); the best is kept in
+      `model_dir/best/` and exported by default. 0 disables validation.
+    validation_size: images held out for validation (when validate_every > 0).
+    validation_attack_steps: PGD steps of the validation attack (the training eps/norm).
+    deterministic: TensorFlow op determinism (bit-exact reruns, slower).
+    precision: `float32`, `mixed_bfloat16` or `mixed_float16` (Keras mixed precision;
+      logits, losses and attack perturbations stay float32; float16 uses loss scaling).
+    steps_per_loop: training steps inside one tf.function call (metrics reach the host
+      once per loop); logging/checkpoint/validation boundaries stay exact.
   """
   model_dir: str = "/tmp/tfadv"
   batch_size: int = 128
@@ -262,8 +351,24 @@ class TrainConfig:
   jit: bool = False
   seed: int = 0
   progress: bool = True
+  weight_decay_mode: WeightDecayMode = WeightDecayMode.DECOUPLED
+  nesterov: bool = False
+  warmup_steps: int = 0
+  label_smoothing: float = 0.0
+  augment: Augment = Augment.NONE
+  ema_decay: float = 0.0
+  validate_every: int = 0
+  validation_size: int = 512
+  validation_attack_steps: int = 10
+  deterministic: bool = False
+  precision: Precision = Precision.FLOAT32
+  steps_per_loop: int = 1
 
   def __post_init__(self):
+    object.__setattr__(self, "augment", _choice(Augment, self.augment, "augment"))
+    object.__setattr__(self, "weight_decay_mode",
+                       _choice(WeightDecayMode, self.weight_decay_mode, "weight_decay_mode"))
+    object.__setattr__(self, "precision", _choice(Precision, self.precision, "precision"))
     object.__setattr__(self, "optimizer", _choice(OptimizerKind, self.optimizer, "optimizer"))
     object.__setattr__(self, "schedule", _choice(Schedule, self.schedule, "lr_schedule"))
     object.__setattr__(self, "strategy", _choice(StrategyKind, self.strategy, "strategy"))
@@ -285,6 +390,20 @@ class TrainConfig:
     _check(self.log_every >= 1, "log_every", "a positive integer", self.log_every)
     _check(self.image_every >= 0, "image_every", "a non-negative integer (0: no images)",
            self.image_every)
+    _check(self.warmup_steps >= 0, "warmup_steps", "a non-negative integer",
+           self.warmup_steps)
+    _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "a value in [0, 1)",
+           self.label_smoothing)
+    _check(self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0, "ema_decay",
+           "0 (off) or a decay in (0, 1)", self.ema_decay)
+    _check(self.validate_every >= 0, "validate_every", "a non-negative integer (0: off)",
+           self.validate_every)
+    _check(self.validation_size >= 1, "validation_size", "a positive integer",
+           self.validation_size)
+    _check(self.validation_attack_steps >= 1, "validation_attack_steps",
+           "a positive integer", self.validation_attack_steps)
+    _check(self.steps_per_loop >= 1, "steps_per_loop", "a positive integer",
+           self.steps_per_loop)
     return self
 
 

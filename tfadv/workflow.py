@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfadv import config as config_lib
 from tfadv.attacks import registry
 from tfadv.data import datasets
+from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
 from tfadv.evaluation import partial
 from tfadv.evaluation import plots
@@ -159,7 +160,9 @@ def load_trained(model_dir):
   except (KeyError, TypeError) as e:
     raise ValueError(f"Invalid model_dir: {os.path.join(model_dir, trainer.RUN_CONFIG)!r} "
                      f"is not a tfadv run config ({e})") from e
-  model = zoo.build_model(model_config, shape, num_classes)
+  defense_config = config_lib.DefenseConfig.from_dict(run.get("defense", {"name": "none"}))
+  model, _ = defense_models.build(model_config, recipes.build(defense_config), shape,
+                                  num_classes)
   path = checkpoints.restore_model(model, model_dir)
   return LoadedModel(model, run, data_config, model_config, path)
 

@@ -13,7 +13,9 @@ from absl import logging
 from tfadv import config as config_lib
 from tfadv.attacks import registry
 from tfadv.defenses import recipes
+from tfadv.defenses import table
 from tfadv.evaluation import specs
+from tfadv.losses import registry as terms_lib
 from tfadv.models import zoo
 
 FLAGS = flags.FLAGS
@@ -52,22 +54,41 @@ def define_model_flags():
 
 
 def define_train_flags():
-  flags.DEFINE_enum("defense", "at_alp", list(recipes.DEFENSES), "Defense recipe.")
+  flags.DEFINE_enum("defense", "at_alp", list(table.NAMES),
+                    "Defense (tfadv/defenses/table.py): its training attack, loss terms and "
+                    "model wrapper.")
   flags.DEFINE_float("eps", 0.1, "Training attack radius (L-inf, pixel units of [0, 1]).")
   flags.DEFINE_integer("attack_steps", 10, "PGD steps of the training attack.")
   flags.DEFINE_float("attack_step_size", None, "PGD step size (default 2.5 * eps / steps).")
-  flags.DEFINE_float("alp_weight", 0.5, "alpha: weight of adversarial logit pairing.")
-  flags.DEFINE_float("at_weight", 1.0, "beta: weight of attention-map pairing.")
-  flags.DEFINE_list("at_taps", ["0", "1", "2", "3"], "Stages (0..3) whose attention is paired.")
+  # Weights of the defenses' own terms (None: the defense's default); a flag for a term the
+  # defense does not have is an error (add terms with --terms).
+  flags.DEFINE_float("alp_weight", None, "alpha: weight of adversarial logit pairing "
+                     "(alp, at_alp, alp_aad, at_alp_aad; default 0.5).")
+  flags.DEFINE_float("at_weight", None, "beta: weight of attention-map pairing "
+                     "(at, at_alp, at_alp_aad; default 1.0).")
+  flags.DEFINE_list("at_taps", None, "Stages (0..3) whose attention is paired (default all).")
   flags.DEFINE_float("adv_ce_fraction", None,
                      "Adversarial share f of (1-f)·CE(clean) + f·CE(adv) (default per defense).")
-  flags.DEFINE_float("rectification_weight", 0.01,
-                     "AAD alpha: weight of the Grad-CAM attention rectification L_r.")
-  flags.DEFINE_float("preservation_weight", 0.01,
-                     "AAD beta: weight of the Grad-CAM attention preservation L_p.")
+  flags.DEFINE_float("rectification_weight", None,
+                     "AAD alpha: weight of the Grad-CAM attention rectification L_r "
+                     "(default 0.01).")
+  flags.DEFINE_float("preservation_weight", None,
+                     "AAD beta: weight of the Grad-CAM attention preservation L_p "
+                     "(default 0.01).")
   flags.DEFINE_float("kappa", None, "AAD attention threshold in [0, 1] on the max-scaled "
                      "Grad-CAM map (default: each image's mean).")
-  flags.DEFINE_float("trades_beta", 6.0, "TRADES beta: weight of KL(f(x) || f(x_adv)).")
+  flags.DEFINE_float("trades_beta", None, "TRADES beta: weight of KL(f(x) || f(x_adv)) "
+                     "(default 6).")
+  flags.DEFINE_string("terms", None,
+                      "Set or add weighted loss terms: name:weight[:key=value...], "
+                      "comma-separated, e.g. alp:0.5,at:1.0:taps=2/3,igr:0.1 (weight 0 "
+                      f"drops a term). Terms: {', '.join(terms_lib.TERMS)}.")
+  flags.DEFINE_list("wrapper_options", [],
+                    "Options of the defense's model wrapper as key=value (e.g. stddev=0.1 "
+                    "for rat).")
+  flags.DEFINE_list("static_model_dirs", [],
+                    "ensemble_at: model directories of static pre-trained models (written by "
+                    "tfadv-train) whose adversarial examples the model also trains on.")
   flags.DEFINE_integer("batch_size", 128, "Global batch size.")
   flags.DEFINE_integer("epochs", 1, "Epochs (ignored when --train_steps is set).")
   flags.DEFINE_integer("train_steps", None, "Total optimizer steps.")
@@ -89,6 +110,31 @@ def define_train_flags():
   flags.DEFINE_bool("jit", False, "Compile the attack with XLA (slower on CPU).")
   flags.DEFINE_integer("seed", 0, "Random seed.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
+  # Robust-training ingredients of the published recipes (issue 14).
+  flags.DEFINE_enum("augment", "none", ["none", "crop_flip"],
+                    "Training augmentation: crop_flip = random crop after zero padding (4 px "
+                    "at 32x32, scaled with the image size) + horizontal flip.")
+  flags.DEFINE_float("ema_decay", 0.0, "Decay of an EMA of the weights (e.g. 0.995, with "
+                     "the warm-up min(decay, (1+t)/(10+t))); evaluation and export then use "
+                     "the averaged weights. 0 disables it.")
+  flags.DEFINE_integer("validate_every", 0,
+                       "Steps between PGD evaluations on a validation split held out from "
+                       "the training split; the best is kept in model_dir/best/ and "
+                       "exported by default. 0 disables it.")
+  flags.DEFINE_integer("validation_size", 512, "Training images held out for validation.")
+  flags.DEFINE_integer("validation_attack_steps", 10, "PGD steps of the validation attack.")
+  flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy terms.")
+  flags.DEFINE_bool("nesterov", False, "Nesterov momentum (--optimizer=sgd).")
+  flags.DEFINE_enum("weight_decay_mode", "decoupled", ["coupled", "decoupled"],
+                    "coupled: L2 added to the gradient (PyTorch SGD; what '5e-4' means in "
+                    "the papers); decoupled: w -= lr * wd * w (Keras, AdamW).")
+  flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
+  flags.DEFINE_enum("activation", "relu", ["relu", "silu", "gelu"],
+                    "Activation of resnet18.")
+  flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (bit-exact reruns).")
+  flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                    "Keras mixed precision (logits, losses and attacks stay float32).")
+  flags.DEFINE_integer("steps_per_loop", 1, "Training steps per tf.function call.")
 
 
 def _image_size():
@@ -112,7 +158,8 @@ def data_config_from_flags():
 
 def model_config_from_flags():
   return config_lib.ModelConfig(name=FLAGS.model, weights=FLAGS.weights,
-                                width=FLAGS.width).validate()
+                                width=FLAGS.width,
+                                activation=getattr(FLAGS, "activation", "relu")).validate()
 
 
 def _floats(values, flag):
@@ -134,21 +181,78 @@ def eval_config_from_flags(eps=None, extra_attacks=None, **fields):
       batch_size=FLAGS.eval_batch_size, **fields))
 
 
+# Flags that set the weight / an option of one term of the defense.
+_WEIGHT_FLAGS = {"alp_weight": "alp", "at_weight": "at", "rectification_weight":
+                 "rectification", "preservation_weight": "preservation",
+                 "trades_beta": "trades_kl"}
+_OPTION_FLAGS = {"at_taps": ("at", "taps"), "kappa": ("rectification", "kappa")}
+
+
+def _term_overrides(defense_name):
+  """`TermConfig`s from the weight flags, --adv_ce_fraction and --terms.
+
+  Raises:
+    ValueError: a weight or option flag for a term the defense does not have (naming the
+      defense's terms and how to add one), or a malformed --terms.
+  """
+  defaults = {entry[0]: float(entry[1]) for entry in table.get(defense_name).terms}
+  own = ", ".join(defaults)
+  overrides = {}
+
+  def own_term(flag, term, value):
+    if term not in defaults:
+      raise ValueError(f"Invalid {flag}: defense {defense_name} has no {term} term (its "
+                       f"terms: {own}); received {flag}={value} (add the term with "
+                       f"--terms={term}:WEIGHT)")
+    return overrides.setdefault(term, [defaults[term], {}])
+
+  for flag, term in _WEIGHT_FLAGS.items():
+    value = FLAGS[flag].value
+    if value is not None:
+      own_term(flag, term, value)[0] = value
+  for flag, (term, option) in _OPTION_FLAGS.items():
+    value = FLAGS[flag].value
+    if value is not None:
+      if flag == "at_taps":
+        value = "/".join(value)
+      own_term(flag, term, value)[1][option] = str(value)
+  fraction = FLAGS.adv_ce_fraction
+  if fraction is not None:
+    if not 0.0 <= fraction <= 1.0:
+      raise ValueError("Invalid adv_ce_fraction: expected a fraction in [0, 1]; received "
+                       f"adv_ce_fraction={fraction}")
+    if not {"clean_ce", "adv_ce"} & set(defaults):
+      raise ValueError(f"Invalid adv_ce_fraction: defense {defense_name} has no "
+                       f"cross-entropy term (its terms: {own}); received {fraction}")
+    overrides["clean_ce"] = [1.0 - fraction, {}]
+    overrides["adv_ce"] = [fraction, {}]
+  for name, weight, options in terms_lib.parse_terms(FLAGS.terms):
+    entry = overrides.setdefault(name, [weight, {}])
+    entry[0] = weight
+    entry[1].update(options)
+  return tuple(config_lib.TermConfig(name, weight, options)
+               for name, (weight, options) in overrides.items())
+
+
+def _wrapper_options():
+  options = []
+  for item in FLAGS.wrapper_options:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ValueError("Invalid wrapper_options: expected key=value items; received "
+                       f"{item!r}")
+    options.append((key, value))
+  return tuple(options)
+
+
 def defense_config_from_flags():
-  try:
-    taps = tuple(int(t) for t in FLAGS.at_taps)
-  except ValueError:
-    raise ValueError("Invalid at_taps: expected integers in 0..3; received "
-                     f"{','.join(FLAGS.at_taps)!r}") from None
   attack = config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=FLAGS.attack_steps,
                                    step_size=FLAGS.attack_step_size)
-  defense = config_lib.DefenseConfig(name=FLAGS.defense, attack=attack,
-                                     alp_weight=FLAGS.alp_weight, at_weight=FLAGS.at_weight,
-                                     taps=taps, adv_ce_fraction=FLAGS.adv_ce_fraction,
-                                     rectification_weight=FLAGS.rectification_weight,
-                                     preservation_weight=FLAGS.preservation_weight,
-                                     kappa=FLAGS.kappa, trades_beta=FLAGS.trades_beta)
-  return registry.validate(defense)
+  defense = config_lib.DefenseConfig(
+      name=FLAGS.defense, attack=attack, terms=_term_overrides(FLAGS.defense),
+      wrapper_options=_wrapper_options(), static_model_dirs=tuple(FLAGS.static_model_dirs))
+  recipes.build(defense)  # Checks terms, options, wrapper options and static models.
+  return defense
 
 
 def train_config_from_flags():
@@ -162,7 +266,13 @@ def train_config_from_flags():
       weight_decay=FLAGS.weight_decay, strategy=FLAGS.strategy,
       num_cpu_devices=FLAGS.num_cpu_devices, checkpoint_every=FLAGS.checkpoint_every,
       log_every=FLAGS.log_every, image_every=FLAGS.image_every, jit=FLAGS.jit, seed=FLAGS.seed,
-      progress=FLAGS.progress).validate()
+      progress=FLAGS.progress, augment=FLAGS.augment, ema_decay=FLAGS.ema_decay,
+      validate_every=FLAGS.validate_every, validation_size=FLAGS.validation_size,
+      validation_attack_steps=FLAGS.validation_attack_steps,
+      label_smoothing=FLAGS.label_smoothing, nesterov=FLAGS.nesterov,
+      weight_decay_mode=FLAGS.weight_decay_mode, warmup_steps=FLAGS.warmup_steps,
+      deterministic=FLAGS.deterministic, precision=FLAGS.precision,
+      steps_per_loop=FLAGS.steps_per_loop).validate()
 
 
 # Errors a user can fix (bad flags, bad data, bad model files): one line, no traceback.

@@ -1,7 +1,5 @@
-"""The attention and TRADES recipes: their terms, and finite non-zero weight gradients of
-every term through the AAD forward hook (Grad-CAM's nested tape, masked images)."""
-
-import dataclasses
+"""Defenses as data: the table's recipes, overrides of their terms, the passes the terms
+imply, and finite non-zero weight gradients of every term through the forward hooks."""
 
 import keras
 import numpy as np
@@ -11,62 +9,114 @@ import tensorflow as tf
 from tfadv import config as config_lib
 from tfadv.defenses import forwards
 from tfadv.defenses import recipes
-from tfadv.losses import cross_entropy
+from tfadv.defenses import table
 from tfadv.losses import forward as forward_lib
-from tfadv.losses import logit_pairing
-from tfadv.losses import preservation
-from tfadv.losses import rectification
-from tfadv.losses import trades
+from tfadv.losses import registry as terms_lib
 from tfadv.models import taps as taps_lib
+
+T = config_lib.TermConfig
 
 
 def _terms(recipe):
   return {t.name: t.weight for t in recipe.terms}
 
 
-def test_new_recipes_have_the_documented_terms_and_weights():
-  base = config_lib.DefenseConfig(rectification_weight=0.02, preservation_weight=0.03,
-                                  trades_beta=4.0, alp_weight=0.5, at_weight=1.0)
-  build = lambda name, **kw: recipes.build(dataclasses.replace(base, name=name, **kw))
-  assert _terms(build("aad")) == {"adv_ce": 1.0, "rectification": 0.02,
-                                  "preservation": 0.03}
-  assert _terms(build("alp_aad")) == {"clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.5,
-                                      "rectification": 0.02, "preservation": 0.03}
-  assert _terms(build("at_alp_aad")) == {"clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.5,
-                                         "at": 1.0, "rectification": 0.02,
-                                         "preservation": 0.03}
-  assert _terms(build("trades")) == {"clean_ce": 1.0, "trades_kl": 4.0}
-  for name in ("aad", "alp_aad", "at_alp_aad"):
-    recipe = build(name)
-    assert recipe.needs_clean and recipe.needs_adv and recipe.forward is not None
-    assert recipe.attack.name == "pgd"
-  trades_recipe = build("trades")
-  assert trades_recipe.attack.name == "trades" and trades_recipe.forward is None
-  assert trades_recipe.attack.eps == base.attack.eps
-  assert set(recipes.DEFENSES) >= {"aad", "alp_aad", "trades", "at_alp_aad"}
+def _build(name, *terms, **fields):
+  return recipes.build(config_lib.DefenseConfig(name=name, terms=terms, **fields))
 
 
-def test_zero_weights_drop_the_terms_and_their_passes():
-  config = config_lib.DefenseConfig(name="aad", rectification_weight=0.0)
-  recipe = recipes.build(config)
-  assert set(_terms(recipe)) == {"adv_ce", "preservation"}
-  assert recipe.forward.keywords["masked"] is False
-  recipe = recipes.build(dataclasses.replace(config, preservation_weight=0.0))
-  assert set(_terms(recipe)) == {"adv_ce"} and recipe.forward is None
+def test_recipes_have_the_documented_terms_attacks_and_passes():
+  assert _terms(_build("none")) == {"clean_ce": 1.0}
+  assert _build("none").attack is None and _build("none").passes == {"clean"}
+  assert _terms(_build("pat")) == {"adv_ce": 1.0} and _build("pat").passes == {"adv"}
+  assert _terms(_build("at_alp")) == {"clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.5, "at": 1.0}
+  # AAD, eq. 10: the classification loss on both branches, alpha = beta = 0.01.
+  assert _terms(_build("aad")) == {"clean_ce": 0.5, "adv_ce": 0.5, "rectification": 0.01,
+                                   "preservation": 0.01}
+  assert _build("aad").passes == {"clean", "adv", "cam", "masked"}
+  trades = _build("trades")
+  assert _terms(trades) == {"clean_ce": 1.0, "trades_kl": 6.0}
+  assert trades.attack.name == "trades" and trades.attack.eps == 0.1
+  assert _build("stepll_at").attack.name == "stepll"
+  assert _build("fgsm_rs").attack.name == "fgsm_rs" and _build("n_fgsm").attack.name == "n_fgsm"
+  assert _terms(_build("igr")) == {"clean_ce": 1.0, "igr": 10.0}
+  assert _build("igr").attack is None and "input_grad" in _build("igr").passes
 
 
-@pytest.mark.parametrize("field,value", [("rectification_weight", -1.0),
-                                         ("preservation_weight", -0.1), ("kappa", 1.5),
-                                         ("trades_beta", -6.0)])
-def test_invalid_settings_name_the_field(field, value):
-  config = dataclasses.replace(config_lib.DefenseConfig(name="aad"), **{field: value})
-  with pytest.raises(ValueError, match=f"Invalid {field}: .*received {field}="):
-    recipes.build(config)
+def test_every_table_entry_builds():
+  for name, defense in table.DEFENSES.items():
+    dirs = ("/some/run",) if defense.static_sources else ()
+    recipe = _build(name, static_model_dirs=dirs)
+    assert recipe.terms and recipe.name == name
+    assert (recipe.attack is not None) == ("adv" in recipe.passes)
 
 
-def _toy():
+def test_overrides_replace_weights_add_terms_and_zero_drops_term_and_its_passes():
+  recipe = _build("pat", T("alp", 0.25), T("adv_ce", 0.5), T("clean_ce", 0.5))
+  assert _terms(recipe) == {"adv_ce": 0.5, "clean_ce": 0.5, "alp": 0.25}
+  assert recipe.passes == {"clean", "adv"}
+  recipe = _build("aad", T("rectification", 0.0))
+  assert set(_terms(recipe)) == {"clean_ce", "adv_ce", "preservation"}
+  assert "masked" not in recipe.passes and "cam" in recipe.passes
+  recipe = _build("aad", T("rectification", 0.0), T("preservation", 0.0))
+  assert recipe.passes == {"clean", "adv"}
+  # Options reach the bound term: AT over the last tap only differs from AT over all.
+  at_options = {t.name: t.options for t in _build("at", T("at", 1.0, {"taps": (3,)})).terms}
+  assert at_options["at"] == {"taps": (3,), "p": 2.0}
+
+
+@pytest.mark.parametrize("terms,match", [
+    ((T("nope", 1.0),), r"Invalid term: expected one of \[.*alp.*\]; received term='nope'"),
+    ((T("at", 1.0, {"taps": (5,)}),), r"Invalid at:taps: expected tap indices"),
+    ((T("at", 1.0, {"colour": 1}),), r"Invalid at option: expected one of \[taps, p\]"),
+    ((T("rectification", 0.1, {"kappa": 1.5}),), r"Invalid rectification:kappa"),
+    ((T("alp", -1.0),), r"Invalid alp weight: expected a non-negative weight"),
+    ((T("adv_ce", 0.0),), r"Invalid terms: expected at least one term"),
+])
+def test_invalid_terms_are_one_line_errors(terms, match):
+  with pytest.raises(ValueError, match=match):
+    _build("pat", *terms)
+
+
+def test_static_models_are_required_exactly_where_the_defense_takes_them():
+  with pytest.raises(ValueError, match="Invalid static_model_dirs: defense ensemble_at"):
+    _build("ensemble_at")
+  with pytest.raises(ValueError, match="Invalid static_model_dirs: defense pat takes no"):
+    _build("pat", static_model_dirs=("/x",))
+
+
+def test_parse_terms():
+  assert terms_lib.parse_terms("alp:0.5, at:1:taps=2/3,igr:0") == (
+      ("alp", 0.5, {}), ("at", 1.0, {"taps": "2/3"}), ("igr", 0.0, {}))
+  for text, match in (("alp", "no weight"), ("alp:x", "non-negative weight"),
+                      ("zzz:1", "Invalid term"), ("at:1:taps", "key=value"),
+                      ("at:1:taps=a", "Invalid at:taps")):
+    with pytest.raises(ValueError, match=match):
+      terms_lib.parse_terms(text)
+
+
+def test_settings_record_the_terms_and_weights_that_shaped_the_loss():
+  config = config_lib.DefenseConfig(name="at_alp", terms=(T("alp", 0.3),))
+  settings = recipes.settings(config)
+  assert settings == {"attack": "pgd", "clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.3,
+                      "at": 1.0, "at.taps": (0, 1, 2, 3), "at.p": 2.0}
+  assert recipes.settings(config_lib.DefenseConfig(name="none")) == {
+      "attack": None, "clean_ce": 1.0}
+
+
+def test_defense_config_round_trips_through_its_json_form():
+  from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+  config = config_lib.DefenseConfig(
+      name="at", attack=config_lib.AttackConfig(eps=0.2, steps=3),
+      terms=(T("at", 0.7, {"taps": (1, 2)}),), static_model_dirs=())
+  import json  # pylint: disable=g-import-not-at-top
+  again = config_lib.DefenseConfig.from_dict(json.loads(json.dumps(trainer.to_jsonable(config))))
+  assert again == config
+
+
+def _toy(name="small_cnn", width=4):
   keras.utils.set_random_seed(0)
-  return taps_lib.build_tapped(config_lib.ModelConfig(name="small_cnn", width=4), (12, 12, 1), 3)
+  return taps_lib.build_tapped(config_lib.ModelConfig(name=name, width=width), (12, 12, 1), 3)
 
 
 def test_attention_forward_adds_cams_and_masked_logits():
@@ -76,7 +126,6 @@ def test_attention_forward_adds_cams_and_masked_logits():
   y = tf.constant([0, 1, 2, 0, 1])
   clean, adv = forwards.attention_forward(tapped, x, x_adv, y, kappa=0.3, training=False)
   assert clean["cam"].shape == (5, 3, 3) and adv["masked_logits"].shape == (5, 3)
-  # The same numbers as running the pieces by hand on the adversarial half.
   np.testing.assert_allclose(adv["logits"].numpy(), tapped(x_adv)["logits"].numpy(),
                              rtol=1e-5, atol=1e-6)
   from tfadv.attention import gradcam, masks  # pylint: disable=g-import-not-at-top
@@ -87,31 +136,56 @@ def test_attention_forward_adds_cams_and_masked_logits():
                              rtol=1e-4, atol=1e-5)
 
 
-TERMS = {
-    "clean_ce": cross_entropy.clean_cross_entropy,
-    "adv_ce": cross_entropy.adversarial_cross_entropy,
-    "alp": logit_pairing.logit_pairing_term,
-    "rectification": rectification.rectification_term,
-    "preservation": preservation.preservation_term,
-    "trades_kl": trades.kl_term,
-}
+def _moving_stats(model):
+  return [v.numpy().copy() for v in model.non_trainable_variables if "moving" in v.path]
 
 
-def test_every_term_has_finite_non_zero_weight_gradients_in_tf_function():
+def test_masked_pass_leaves_batchnorm_statistics_alone():
+  model, tapped = _toy("resnet18", 2)
+  x = tf.random.stateless_uniform([4, 12, 12, 1], seed=[1, 2])
+  x_adv = tf.clip_by_value(x + 0.1, 0.0, 1.0)
+  y = tf.constant([0, 1, 2, 0])
+  start = _moving_stats(model)
+  forwards.attention_forward(tapped, x, x_adv, y, masked=False)
+  without_mask = _moving_stats(model)
+  assert any(not np.allclose(a, b) for a, b in zip(start, without_mask))  # BN did update
+  for v, value in zip([v for v in model.non_trainable_variables if "moving" in v.path], start):
+    v.assign(value)
+  forwards.attention_forward(tapped, x, x_adv, y, masked=True)
+  for a, b in zip(without_mask, _moving_stats(model)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_separate_passes_normalise_clean_and_adversarial_batches_apart():
+  _, tapped = _toy("resnet18", 2)
+  x = tf.random.stateless_uniform([4, 12, 12, 1], seed=[3, 4])
+  x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, [5, 6], -0.3, 0.3), 0, 1)
+  y = tf.constant([0, 1, 2, 0])
+  alone = tapped(x, training=True)["logits"].numpy()
+  separate, _ = forwards.make_forward({"clean", "adv"}, joint=False)(tapped, x, x_adv, y)
+  joint, _ = forwards.make_forward({"clean", "adv"}, joint=True)(tapped, x, x_adv, y)
+  np.testing.assert_allclose(separate["logits"].numpy(), alone, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(joint["logits"].numpy(), alone, atol=1e-4)  # mixed BN batch
+
+
+def test_every_registered_term_has_finite_non_zero_weight_gradients_in_tf_function():
   model, tapped = _toy()
   x = tf.random.stateless_uniform([8, 12, 12, 1], seed=[2, 3])
   x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, [4, 5], -0.2, 0.2), 0, 1)
   y = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+  names = [n for n, t in terms_lib.TERMS.items() if "members" not in t.needs]
 
   @tf.function
   def gradients(name):
+    term = terms_lib.TERMS[name]
+    forward = forwards.make_forward(term.needs | {"clean", "adv"})
     with tf.GradientTape() as tape:
-      clean, adv = forwards.attention_forward(tapped, x, x_adv, y, training=True)
+      clean, adv = forward(tapped, x, x_adv, y)
       record = forward_lib.Forward(labels=y, clean=clean, adv=adv)
-      loss = tf.reduce_mean(TERMS[name](record))
+      loss = tf.reduce_mean(term.bind(term.defaults())(record))
     return tape.gradient(loss, model.trainable_variables)
 
-  for name in TERMS:
+  for name in names:
     grads = gradients(name)
     for variable, grad in zip(model.trainable_variables, grads):
       if name == "preservation" and variable.path == "logits/bias":
@@ -119,28 +193,10 @@ def test_every_term_has_finite_non_zero_weight_gradients_in_tf_function():
         # features unchanged: Grad-CAM maps, hence L_p, do not depend on the head's bias.
         assert grad is None
         continue
+      if name == "at" and variable.path.split("/")[0] in ("fc1", "logits"):
+        assert grad is None  # The taps end before the dense head: AT cannot reach it.
+        continue
       assert grad is not None, (name, variable.path)
       assert np.all(np.isfinite(grad.numpy())), (name, variable.path)
       if variable.path.endswith("kernel"):  # every layer's kernel shapes every term
         assert np.abs(grad.numpy()).sum() > 0, (name, variable.path)
-
-
-@pytest.mark.parametrize("name,expected", [
-    ("none", set()),
-    ("pat", {"adv_ce_fraction"}),
-    ("at_alp", {"adv_ce_fraction", "alp_weight", "at_weight", "taps", "attention_p"}),
-    ("trades", {"trades_beta"}),
-    ("aad", {"adv_ce_fraction", "rectification_weight", "preservation_weight", "kappa"}),
-])
-def test_settings_list_only_what_the_recipe_reads(name, expected):
-  config = config_lib.DefenseConfig(name=name, alp_weight=0.3)
-  settings = recipes.settings(config)
-  assert set(settings) == expected
-  if "alp_weight" in expected:
-    assert settings["alp_weight"] == 0.3
-  # Every listed weight of a term is a weight the built recipe actually uses.
-  weights = {t.name: t.weight for t in recipes.build(config).terms}
-  if "alp_weight" in settings:
-    assert weights["alp"] == settings["alp_weight"]
-  if "trades_beta" in settings:
-    assert weights["trades_kl"] == settings["trades_beta"]

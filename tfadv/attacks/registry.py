@@ -12,6 +12,7 @@ from tfadv.attacks import apgd as apgd_lib
 from tfadv.attacks import autoattack as autoattack_lib
 from tfadv.attacks import cw
 from tfadv.attacks import fab as fab_lib
+from tfadv.attacks import fast as fast_lib
 from tfadv.attacks import fgsm as fgsm_lib
 from tfadv.attacks import iterative
 from tfadv.attacks import pgd as pgd_lib
@@ -39,6 +40,8 @@ ATTACKS = {
     "autoattack": autoattack_lib.autoattack,
     "rays": rays_lib.rays,
     "a3": a3_lib.a3,  # Needs a model_fn from a3.with_gradcam (the evaluation wraps it).
+    "fgsm_rs": fast_lib.fgsm_rs,  # Training attacks of fast AT (tfadv.attacks.fast).
+    "n_fgsm": fast_lib.n_fgsm,  # Not projected onto the eps-ball: training only.
 }
 
 # Attacks configured by AttackConfig's own PGD fields (steps, step_size, random_start,
@@ -47,7 +50,7 @@ FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
 
 # Attacks defined for one norm only (all others accept linf and l2).
 NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "square": ("linf",), "rays": ("linf",),
-         "fab_t": ("linf",)}
+         "fab_t": ("linf",), "fgsm_rs": ("linf",), "n_fgsm": ("linf",)}
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 

@@ -1,58 +1,32 @@
-"""Defenses as data: a training attack and weighted loss terms.
+"""A defense config resolved into what one training step computes.
 
-A recipe says which forward passes a step needs (clean, adversarial), how adversarial
-examples are made, and the per-example loss terms with their weights. The trainer only
-evaluates recipes; adding a defense means adding an entry here (and its loss term if new).
-
-Recipes:
-  none:   CE(clean).
-  pat:    CE(adv), PGD adversarial training (Madry et al., 2018).
-  alp:    (1-f) CE(clean) + f CE(adv) + alpha ALP (Kannan et al., 2018; f = 0.5).
-  at:     (1-f) CE(clean) + f CE(adv) + beta AT (attention pairing alone).
-  at_alp: (1-f) CE(clean) + f CE(adv) + alpha ALP + beta AT (Goodman et al., eq. 2).
-  aad:    CE(adv) + alpha_r L_r + beta_p L_p on Madry PGD training (Wu et al., eq. 10):
-          Grad-CAM rectification and preservation (weights rectification_weight,
-          preservation_weight; default 0.01 each, the paper's best).
-  alp_aad: alp + alpha_r L_r + beta_p L_p.
-  trades: (1-f) CE(clean) + f CE(adv) + trades_beta KL(f(x) || f(x_adv)), with x_adv from
-          the TRADES inner maximisation of that KL (Zhang et al., 2019; f = 0, beta = 6).
-  at_alp_aad: at_alp + alpha_r L_r + beta_p L_p (both attention signals: activation-map
-          pairing and Grad-CAM rectification/preservation).
-
-The AAD recipes carry a forward hook (`tfadv.defenses.forwards.attention_forward`) that adds
-Grad-CAM maps (`cam`) and, for L_r, logits on the masked images (`masked_logits`) to the
-clean and adversarial outputs. A zero rectification weight drops L_r and the masked pass;
-with both AAD weights zero the Grad-CAM pass goes too (the recipe is then alp, at_alp or
-pat).
+`build(config)` looks the defense up in `tfadv.defenses.table`, applies the config's
+overrides (attack budget, term weights and options, added terms, wrapper options) and
+returns a `Recipe`: the training attack, the bound loss terms, and the forward function
+derived from the passes the terms read. Nothing here tests a defense's name: what differs
+between defenses is in the table.
 """
 
 import dataclasses
-import functools
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from tfadv import config as config_lib
-from tfadv.attacks import registry
+from tfadv.attacks import registry as attacks
 from tfadv.defenses import forwards
-from tfadv.losses import attention_pairing
-from tfadv.losses import cross_entropy
-from tfadv.losses import logit_pairing
-from tfadv.losses import preservation
-from tfadv.losses import rectification
-from tfadv.losses import trades
+from tfadv.defenses import models
+from tfadv.defenses import table
+from tfadv.losses import registry as terms_lib
 
-# Default adversarial share of the cross-entropy per recipe (DefenseConfig.adv_ce_fraction).
-_ADV_CE_FRACTION = {"none": 0.0, "pat": 1.0, "alp": 0.5, "at": 0.5, "at_alp": 0.5,
-                    "aad": 1.0, "alp_aad": 0.5, "trades": 0.0, "at_alp_aad": 0.5}
-_AAD = ("aad", "alp_aad", "at_alp_aad")
-DEFENSES = tuple(_ADV_CE_FRACTION)
+DEFENSES = table.NAMES
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-  """A weighted per-example loss term: `fn(forward) -> [B]`."""
+  """A bound, weighted per-example loss term: `fn(forward) -> [B]`."""
   name: str
   weight: float
   fn: Callable
+  options: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,82 +35,115 @@ class Recipe:
 
   Attributes:
     name: the defense name.
-    attack: the training attack (run with the true labels), or None.
-    needs_clean: whether a forward pass on the clean images is needed.
+    attack: the training attack config (run with the true labels), or None when no term
+      reads adversarial images.
     terms: the weighted loss terms; the step loss is their weighted sum.
-    forward: optional hook `(tapped, x, x_adv, y) -> (clean, adv)` replacing the plain
-      tapped forward pass when the terms need more (Grad-CAM maps, masked images); see
-      `tfadv.defenses.forwards`. None: the trainer's forward on concat(clean, adv).
+    passes: the forward passes the terms read (`tfadv.losses.registry.PASSES`).
+    forward: `(tapped, x, x_adv, y) -> (clean, adv)` computing those passes.
+    wrapper: the model wrapper name, or None.
+    wrapper_options: its resolved options.
+    static_sources: the attack alternates between the trained model and static models.
+    randomized: the model's output is random at inference.
   """
   name: str
   attack: Optional[config_lib.AttackConfig]
-  needs_clean: bool
   terms: Tuple[Term, ...]
-  forward: Optional[Callable] = None
+  passes: frozenset
+  forward: Callable
+  wrapper: Optional[str] = None
+  wrapper_options: Dict[str, object] = dataclasses.field(default_factory=dict)
+  static_sources: bool = False
+  randomized: bool = False
 
   @property
   def needs_adv(self):
-    return self.attack is not None
+    return "adv" in self.passes
+
+  @property
+  def needs_clean(self):
+    return "clean" in self.passes
 
 
-def settings(config):
-  """The `DefenseConfig` fields that the recipe `config.name` reads, with their values.
+def resolve_terms(config):
+  """The defense's terms after the config's overrides: `[(name, weight, options)]`.
 
-  Reports list these (not every field of the config), so a reader sees the weights that
-  shaped the training loss and no weight of a term the defense does not have.
+  A `TermConfig` naming a term of the defense replaces its weight and updates its options;
+  a new name adds the term; weight 0 drops it. Options are checked by the term registry.
   """
-  keys = [] if config.name == "none" else ["adv_ce_fraction"]
-  if config.name in ("alp", "at_alp", "alp_aad", "at_alp_aad"):
-    keys.append("alp_weight")
-  if config.name in ("at", "at_alp", "at_alp_aad"):
-    keys += ["at_weight", "taps", "attention_p"]
-  if config.name == "trades":
-    keys = ["trades_beta"]
-  if config.name in _AAD:
-    keys += ["rectification_weight", "preservation_weight", "kappa"]
-  return {key: getattr(config, key) for key in keys}
+  defense = table.get(config.name)
+  resolved = {}
+  for entry in defense.terms:
+    name, weight, options = (tuple(entry) + ({},))[:3]
+    resolved[name] = (float(weight), dict(options))
+  for override in config.terms:
+    _, options = resolved.get(override.name, (0.0, {}))
+    resolved[override.name] = (override.weight, {**options, **dict(override.options)})
+  out = []
+  for name, (weight, options) in resolved.items():
+    options = terms_lib.resolve_options(name, options)
+    if weight > 0:
+      out.append((name, weight, options))
+  if not out:
+    raise ValueError(f"Invalid terms: expected at least one term with a positive weight for "
+                     f"defense {config.name}; received {[t.name for t in config.terms]} "
+                     "all at weight 0")
+  return out
+
+
+def training_attack(config, name):
+  """The `AttackConfig` of training attack `name` with the config's budget."""
+  base = config.attack
+  if name in attacks.FIELD_ATTACKS:
+    return dataclasses.replace(base, name=name)
+  return config_lib.AttackConfig(name=name, eps=base.eps, norm=base.norm, params=base.params)
 
 
 def build(config):
   """Builds the `Recipe` of a `DefenseConfig`.
 
   Raises:
-    ValueError: for an unknown defense name (listing the valid ones) or invalid weights.
+    ValueError: an unknown defense, term or option (listing the valid ones), invalid
+      weights, or static models missing / given where the defense takes none.
   """
-  if config.name not in _ADV_CE_FRACTION:
-    raise ValueError(f"Invalid defense: expected one of [{', '.join(DEFENSES)}]; "
-                     f"received defense={config.name!r}")
-  registry.validate(config)
-  if config.name == "none":
-    return Recipe("none", None, True,
-                  (Term("clean_ce", 1.0, cross_entropy.clean_cross_entropy),))
-  f = config.adv_ce_fraction
-  if f is None:
-    f = _ADV_CE_FRACTION[config.name]
-  terms = []
-  if f < 1.0:
-    terms.append(Term("clean_ce", 1.0 - f, cross_entropy.clean_cross_entropy))
-  if f > 0.0:
-    terms.append(Term("adv_ce", f, cross_entropy.adversarial_cross_entropy))
-  if config.name in ("alp", "at_alp", "alp_aad", "at_alp_aad"):
-    terms.append(Term("alp", config.alp_weight, logit_pairing.logit_pairing_term))
-  if config.name in ("at", "at_alp", "at_alp_aad"):
-    terms.append(Term("at", config.at_weight,
-                      attention_pairing.make_term(config.taps, config.attention_p)))
-  attack, forward = config.attack, None
-  if config.name == "trades":
-    attack = dataclasses.replace(config.attack, name="trades")
-    terms.append(Term("trades_kl", config.trades_beta, trades.kl_term))
-  if config.name in _AAD:
-    if config.rectification_weight > 0:
-      terms.append(Term("rectification", config.rectification_weight,
-                        rectification.rectification_term))
-    if config.preservation_weight > 0:
-      terms.append(Term("preservation", config.preservation_weight,
-                        preservation.preservation_term))
-    if config.rectification_weight > 0 or config.preservation_weight > 0:
-      forward = functools.partial(forwards.attention_forward, kappa=config.kappa,
-                                  masked=config.rectification_weight > 0)
-  needs_clean = forward is not None or any(
-      t.name in ("clean_ce", "alp", "at", "trades_kl") for t in terms)
-  return Recipe(config.name, attack, needs_clean, tuple(terms), forward)
+  defense = table.get(config.name)
+  config.validate()
+  resolved = resolve_terms(config)
+  bound = tuple(Term(name, weight, terms_lib.get(name).bind(options), options)
+                for name, weight, options in resolved)
+  passes = frozenset().union(*(terms_lib.get(name).needs for name, _, _ in resolved))
+  attack = None
+  if "adv" in passes:
+    attack = attacks.validate(training_attack(config, defense.attack or "pgd"))
+  if defense.static_sources and not config.static_model_dirs:
+    raise ValueError(f"Invalid static_model_dirs: defense {config.name} trains on adversarial "
+                     "examples of static pre-trained models; expected --static_model_dirs="
+                     "DIR[,DIR...] (model directories written by tfadv-train); received none")
+  if config.static_model_dirs and not defense.static_sources:
+    raise ValueError(f"Invalid static_model_dirs: defense {config.name} takes no static "
+                     f"models (ensemble_at does); received {list(config.static_model_dirs)}")
+  kappa = next((o.get("kappa") for name, _, o in resolved if name == "rectification"), None)
+  wrapper_options = models.resolve_wrapper_options(defense.wrapper, config.wrapper_options)
+  return Recipe(
+      name=config.name, attack=attack, terms=bound, passes=passes,
+      forward=forwards.make_forward(passes, joint=defense.joint, kappa=kappa),
+      wrapper=defense.wrapper, wrapper_options=wrapper_options,
+      static_sources=defense.static_sources, randomized=defense.randomized)
+
+
+def settings(config):
+  """What shaped the training loss, flat for reports: attack, terms, options, wrapper.
+
+  Example: `{"attack": "pgd", "clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.5, "at": 1.0,
+  "at.taps": (0, 1, 2, 3), "at.p": 2.0}`.
+  """
+  recipe = build(config)
+  out = {"attack": recipe.attack.name if recipe.attack else None}
+  for term in recipe.terms:
+    out[term.name] = term.weight
+    out.update({f"{term.name}.{k}": v for k, v in term.options.items()})
+  if recipe.wrapper:
+    out["wrapper"] = recipe.wrapper
+    out.update({f"{recipe.wrapper}.{k}": v for k, v in recipe.wrapper_options.items()})
+  if config.static_model_dirs:
+    out["static_model_dirs"] = list(config.static_model_dirs)
+  return out

@@ -1,8 +1,9 @@
 """The custom training loop: a thin composition of data, model, attack and loss terms.
 
 One step (per replica): craft adversarial examples with the recipe's attack (the model in
-inference mode, the true labels), run the tapped model on the clean and adversarial images
-in one concatenated batch, evaluate the recipe's weighted per-example loss terms, reduce them
+inference mode, the true labels), run the forward passes the recipe's terms read (clean and
+adversarial images, Grad-CAM, masked images, input gradients: `recipe.forward`), evaluate
+the recipe's weighted per-example loss terms, reduce them
 over the *global* batch (`tf.nn.compute_average_loss`) and apply the gradients (Keras
 all-reduces them across replicas). Everything inside one `tf.function`.
 
@@ -14,6 +15,7 @@ steps as an uninterrupted one.
 """
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Dict, Optional
@@ -26,13 +28,15 @@ from tfadv import config as config_lib
 from tfadv import io_utils
 from tfadv.attacks import registry
 from tfadv.attention import panels
+from tfadv.data import augment as augment_lib
+from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
 from tfadv.losses import forward as forward_lib
-from tfadv.models import taps as taps_lib
-from tfadv.models import zoo
 from tfadv.training import checkpoints
+from tfadv.training import ema as ema_lib
 from tfadv.training import strategy as strategy_lib
 from tfadv.training import summaries as summaries_lib
+from tfadv.training import validation as validation_lib
 
 RUN_CONFIG = "run_config.json"
 
@@ -48,6 +52,10 @@ class TrainResult:
     metrics: the mean of each logged quantity over the last logging window.
     resumed_from: the checkpoint the run resumed from, or None.
     strategy: the strategy the model lives under.
+    weights: which weights `model` holds: `ema` (the moving average, with
+      `ema_decay`; the raw weights stay in the checkpoint) or `raw`.
+    best: with `validate_every`, the best-checkpoint state (`best_step`, `best_value`: PGD
+      accuracy on the validation split, `history`), else None.
   """
   model: keras.Model
   tapped: keras.Model
@@ -55,6 +63,8 @@ class TrainResult:
   metrics: Dict[str, float]
   resumed_from: Optional[str]
   strategy: Any
+  weights: str = "raw"
+  best: Optional[Dict[str, Any]] = None
 
 
 def steps_per_epoch(num_examples, batch_size):
@@ -71,43 +81,105 @@ def total_steps(train_config, num_train):
   return train_config.epochs * steps_per_epoch(num_train, train_config.batch_size)
 
 
+@keras.saving.register_keras_serializable(package="tfadv")
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up from 0 to `after(0)` over `warmup_steps` steps, then `after(step - w)`.
+
+  At step s < w the rate is `after(0) * (s + 1) / w` (the first update already moves).
+  """
+
+  def __init__(self, after, warmup_steps):
+    self.after = after
+    self.warmup_steps = int(warmup_steps)
+
+  def _after(self, step):
+    return self.after(step) if callable(self.after) else tf.cast(self.after, tf.float32)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    w = float(self.warmup_steps)
+    warm = self._after(0.0) * (step + 1.0) / w
+    return tf.where(step < w, warm, self._after(tf.maximum(step - w, 0.0)))
+
+  def get_config(self):
+    after = self.after
+    if isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
+      after = keras.optimizers.schedules.serialize(after)
+    return {"after": after, "warmup_steps": self.warmup_steps}
+
+  @classmethod
+  def from_config(cls, config):
+    after = config["after"]
+    if isinstance(after, dict):
+      after = keras.optimizers.schedules.deserialize(after)
+    return cls(after, config["warmup_steps"])
+
+
 def learning_rate(train_config, steps):
-  """The learning-rate schedule of a `TrainConfig` over `steps` steps."""
+  """The learning-rate schedule of a `TrainConfig` over `steps` steps.
+
+  With `warmup_steps` w the rate rises linearly over the first w steps and the schedule
+  then runs over the remaining `steps - w`.
+  """
   lr = train_config.learning_rate
+  warmup = min(train_config.warmup_steps, max(steps - 1, 0))
+  steps = max(steps - warmup, 1)
+  schedule = lr
   if train_config.schedule is config_lib.Schedule.COSINE:
-    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
-  if train_config.schedule is config_lib.Schedule.PIECEWISE:
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
+  elif train_config.schedule is config_lib.Schedule.PIECEWISE:
     bounds = [max(1, steps // 2), max(2, (3 * steps) // 4)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [lr, lr * 0.1, lr * 0.01])
-  return lr
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        bounds, [lr, lr * 0.1, lr * 0.01])
+  return WarmUp(schedule, warmup) if warmup else schedule
 
 
 def build_optimizer(train_config, steps):
-  """SGD with Nesterov-free momentum 0.9, or Adam; decoupled weight decay when set."""
+  """SGD with momentum 0.9 (Nesterov if set), or Adam.
+
+  Decoupled weight decay is the optimizer's own (`w -= lr * wd * w`); coupled weight decay
+  is added to the gradients by the train step instead (`coupled_weight_decay`). Under
+  `mixed_float16` the optimizer is wrapped in a dynamic `LossScaleOptimizer`.
+  """
   lr = learning_rate(train_config, steps)
-  decay = train_config.weight_decay or None
+  decay = None
+  if train_config.weight_decay_mode is config_lib.WeightDecayMode.DECOUPLED:
+    decay = train_config.weight_decay or None
   if train_config.optimizer is config_lib.OptimizerKind.SGD:
-    return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay)
-  return keras.optimizers.Adam(lr, weight_decay=decay)
+    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=train_config.nesterov,
+                                     weight_decay=decay)
+  else:
+    optimizer = keras.optimizers.Adam(lr, weight_decay=decay)
+  if train_config.precision is config_lib.Precision.MIXED_FLOAT16:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
 
 
-def input_pipeline(dataset, batch_size, shuffle_buffer, seed, start_step=0):
+def coupled_weight_decay(train_config):
+  """The L2 coefficient the train step adds to the gradients (`g + wd * w`), or 0."""
+  if train_config.weight_decay_mode is config_lib.WeightDecayMode.COUPLED:
+    return float(train_config.weight_decay)
+  return 0.0
+
+
+def input_pipeline(dataset, batch_size, shuffle_buffer, seed, start_step=0,
+                   augment=config_lib.Augment.NONE):
   """Training batches as a pure function of (seed, step).
 
   A seeded shuffle reshuffled every epoch produces the same sequence of epochs in every
   run, so skipping `start_step` batches puts a resumed run exactly where it stopped.
+  Augmentation is keyed by (seed, global batch index), counted from `start_step` after the
+  skip (so skipped batches are not augmented for nothing).
   """
   ds = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().batch(batch_size, drop_remainder=True)
   if start_step:
     ds = ds.skip(start_step)
+  fn = augment_lib.augment_fn(augment, seed)
+  if fn is not None:
+    ds = ds.enumerate(start=start_step).map(fn, num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
   return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _split(outputs, n):
-  """Splits every tensor of a tapped-model output dict at batch index `n`."""
-  return (tf.nest.map_structure(lambda t: t[:n], outputs),
-          tf.nest.map_structure(lambda t: t[n:], outputs))
 
 
 def _correct(outputs, labels):
@@ -116,8 +188,11 @@ def _correct(outputs, labels):
 
 
 def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, seed=0,
-                    jit=False):
-  """Builds `step(iterator) -> {metric: global mean}` for a recipe, in one tf.function.
+                    jit=False, static_models=(), ema=None, l2=0.0):
+  """Builds `step(iterator, num_steps=1) -> {metric: global mean}` in one tf.function.
+
+  `num_steps` (a scalar tensor, so one trace serves every loop length) steps run inside
+  the function (Orbit's `steps_per_loop`): metrics come back once, averaged over them.
 
   Args:
     model: the Keras model (logits), attacked in inference mode.
@@ -129,13 +204,28 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
     seed: base of the stateless random starts.
     jit: compile the attack with XLA (inside the replica function, which also works under
       MirroredStrategy).
+    static_models: for a recipe with `static_sources`, pre-trained models the attack runs
+      on in turn with the trained model (step s uses source s mod (1 + len)).
+    ema: a `tfadv.training.ema.WeightEMA` of `model`'s weights, updated in the replica
+      step after each optimizer step, or None.
+    l2: coupled weight decay: `l2 * w` is added to each gradient (PyTorch SGD's
+      `weight_decay`), 0 for none.
   """
 
   def model_fn(x):
     return model(x, training=False)
 
-  def attack_fn(x, y, attack_seed):
-    return registry.from_config(recipe.attack, seed=attack_seed)(model_fn, x, y)
+  loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+  ema_weights = ema_lib.averaged_weights(model) if ema is not None else None
+
+  sources = [model_fn] + [functools.partial(m, training=False) for m in static_models]
+
+  def attack_fn(x, y, attack_seed, step):
+    attack = registry.from_config(recipe.attack, seed=attack_seed)
+    if len(sources) == 1:
+      return attack(model_fn, x, y)
+    index = tf.cast(step % len(sources), tf.int32)
+    return tf.switch_case(index, [functools.partial(attack, s, x, y) for s in sources])
 
   if jit and recipe.needs_adv:
     attack_fn = tf.function(attack_fn, jit_compile=True)
@@ -144,25 +234,27 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
     context = tf.distribute.get_replica_context()
     replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
     attack_seed = tf.stack([tf.constant(seed, tf.int64), step * 4096 + replica])
-    x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed)) if recipe.needs_adv else None
+    x_adv = None
+    if recipe.needs_adv:
+      x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed, step))
     with tf.GradientTape() as tape:
-      clean = adv = None
-      if recipe.forward is not None:  # Extra passes, e.g. Grad-CAM and masked images (AAD).
-        clean, adv = recipe.forward(tapped, x, x_adv, y)
-      elif recipe.needs_clean and recipe.needs_adv:
-        clean, adv = _split(tapped(tf.concat([x, x_adv], 0), training=True), tf.shape(x)[0])
-      elif recipe.needs_clean:
-        clean = tapped(x, training=True)
-      else:
-        adv = tapped(x_adv, training=True)
+      # The passes the recipe's terms read (clean/adv, Grad-CAM, masked, input gradients).
+      clean, adv = recipe.forward(tapped, x, x_adv, y)
       record = forward_lib.Forward(labels=y, clean=clean, adv=adv)
       terms = {t.name: t.fn(record) for t in recipe.terms}
       per_example = tf.add_n([t.weight * terms[t.name] for t in recipe.terms])
       loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
       if model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+      if loss_scaled:  # mixed_float16: dynamic loss scaling (unscaled by apply_gradients)
+        loss = optimizer.scale_loss(loss)
     grads = tape.gradient(loss, model.trainable_variables)
+    if l2:
+      grads = [g if g is None else g + tf.cast(l2, g.dtype) * tf.cast(v, g.dtype)
+               for g, v in zip(grads, model.trainable_variables)]
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    if ema is not None:
+      ema.update(ema_weights)
     sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
     sums["loss"] = tf.reduce_sum(per_example)
     if clean is not None:
@@ -171,12 +263,19 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
       sums["adv_accuracy"] = _correct(adv, y)
     return sums
 
-  @tf.function
-  def step(iterator):
+  def one_step(iterator):
     x, y = next(iterator)
     per_replica = strategy.run(replica_step, args=(x, y, optimizer.iterations))
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) / global_batch
             for name, value in per_replica.items()}
+
+  @tf.function
+  def step(iterator, num_steps=1):
+    totals = one_step(iterator)
+    for _ in tf.range(num_steps - 1):
+      values = one_step(iterator)
+      totals = {k: totals[k] + values[k] for k in totals}
+    return {k: v / tf.cast(num_steps, v.dtype) for k, v in totals.items()}
 
   return step
 
@@ -252,7 +351,7 @@ def to_jsonable(config):
 
 
 def train(data, model_config, defense_config, train_config, data_config=None,
-          strategy=None):
+          strategy=None, static_models=None):
   """Trains (or resumes) a model with a defense recipe and returns it.
 
   Args:
@@ -262,6 +361,8 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     train_config: a `TrainConfig`.
     data_config: the `DataConfig` `data` came from (recorded for evaluate/export).
     strategy: a strategy to use instead of `train_config.strategy`.
+    static_models: for `ensemble_at`, the static pre-trained models (Keras models, images
+      in [0, 1] -> logits); None loads them from `defense_config.static_model_dirs`.
 
   Returns:
     A `TrainResult`.
@@ -290,27 +391,50 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     })
 
   keras.utils.set_random_seed(train_config.seed)
+  if train_config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  # Layers take the policy when built: set it for the build only, so it does not leak.
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(train_config.precision.value)
   with strategy.scope():
-    model = zoo.build_model(model_config, data.image_shape, data.num_classes)
-    tapped = taps_lib.tapped_model(model, zoo.tap_layer_names(model_config.name),
-                                   zoo.gradcam_layer_name(model_config.name))
+    model, tapped = defense_models.build(model_config, recipe, data.image_shape,
+                                         data.num_classes)
+    if recipe.static_sources and static_models is None:
+      static_models = [defense_models.load(d) for d in defense_config.static_model_dirs]
     optimizer = build_optimizer(train_config, steps)
     optimizer.build(model.trainable_variables)
+  keras.mixed_precision.set_global_policy(previous_policy)
   schedule = learning_rate(train_config, steps)
+  ema = None
+  if train_config.ema_decay:
+    with strategy.scope():
+      ema = ema_lib.WeightEMA(ema_lib.averaged_weights(model), train_config.ema_decay)
+  extra = {"ema": ema} if ema is not None else {}
   checkpointer = checkpoints.Checkpointer(train_config.model_dir, strategy,
                                           train_config.keep_checkpoints, model=model,
-                                          optimizer=optimizer)
+                                          optimizer=optimizer, **extra)
   resumed_from = checkpointer.restore()
   start = int(optimizer.iterations.numpy())
   if resumed_from:
     logging.info("Resumed from %s at step %d of %d.", resumed_from, start, steps)
 
+  train_split, validate = data.train, None
+  if train_config.validate_every:
+    train_split, validation_split = validation_lib.split(data.train, data.num_train,
+                                                         train_config.validation_size)
+    validate = validation_lib.make_validate_fn(
+        model, validation_attack(defense_config, train_config), validation_split,
+        seed=train_config.seed)
+    best_dir = os.path.join(train_config.model_dir, validation_lib.BEST_DIR)
+    tracker = validation_lib.BestTracker(best_dir)
+    best_checkpointer = checkpoints.Checkpointer(best_dir, strategy, 1, model=model, **extra)
   shuffle_buffer = data_config.shuffle_buffer if data_config else 10_000
-  dataset = input_pipeline(data.train, train_config.batch_size, shuffle_buffer,
-                           train_config.seed, start)
+  dataset = input_pipeline(train_split, train_config.batch_size, shuffle_buffer,
+                           train_config.seed, start, train_config.augment)
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   step_fn = make_train_step(model, tapped, recipe, optimizer, strategy,
-                            train_config.batch_size, train_config.seed, train_config.jit)
+                            train_config.batch_size, train_config.seed, train_config.jit,
+                            static_models or ())
 
   summaries = summaries_lib.Summaries(train_config.model_dir, steps, start, enabled=chief,
                                       progress=train_config.progress)

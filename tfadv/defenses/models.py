@@ -1,0 +1,118 @@
+"""The model of a defense: the zoo architecture, wrapped when the defense changes the network.
+
+One entry point, `build`, makes the model for training, evaluation, analysis and export, so
+a wrapper (noise injection, randomization, denoising blocks, an ensemble) is the same
+everywhere it runs, the exported SavedModel included. A wrapper is a function
+`build(model_config, input_shape, num_classes, **options) -> tfadv.models.zoo.Built`; its
+options are its keyword arguments, with their defaults.
+"""
+
+import inspect
+import json
+import os
+
+from tfadv import config as config_lib
+from tfadv.models import taps as taps_lib
+from tfadv.models import zoo
+
+# name -> builder; the defenses of `tfadv.defenses.table` refer to these names.
+WRAPPERS = {}
+
+_FIXED = ("config", "model_config", "input_shape", "num_classes")
+
+
+def wrapper_options(name):
+  """The options of wrapper `name` with their defaults: {option: default}."""
+  parameters = list(inspect.signature(_get(name)).parameters.values())[3:]
+  return {p.name: p.default for p in parameters
+          if p.name not in _FIXED and p.default is not p.empty}
+
+
+def _get(name):
+  try:
+    return WRAPPERS[name]
+  except KeyError:
+    raise ValueError(f"Invalid wrapper: expected one of [{', '.join(sorted(WRAPPERS))}]; "
+                     f"received wrapper={name!r}") from None
+
+
+def resolve_wrapper_options(name, options):
+  """The wrapper's options, its defaults updated with `options` ((key, value) pairs).
+
+  Raises:
+    ValueError: options given for a defense without a wrapper, or an unknown option
+      (listing the valid ones).
+  """
+  options = dict(options)
+  if name is None:
+    if options:
+      raise ValueError("Invalid wrapper_options: expected none for a defense without a "
+                       f"model wrapper; received {sorted(options)}")
+    return {}
+  resolved = wrapper_options(name)
+  for key, value in options.items():
+    if key not in resolved:
+      raise ValueError(f"Invalid wrapper_options: expected options of the {name} wrapper "
+                       f"[{', '.join(resolved)}]; received {key!r}")
+    default = resolved[key]
+    if isinstance(value, str) and isinstance(default, (bool, int, float)) and not isinstance(
+        default, bool):
+      try:
+        value = type(default)(value)
+      except ValueError:
+        raise ValueError(f"Invalid wrapper_options: expected a number for {name}:{key}; "
+                         f"received {value!r}") from None
+    resolved[key] = value
+  return resolved
+
+
+def build(model_config, recipe, input_shape, num_classes):
+  """Builds a defense's model and its tapped twin.
+
+  Args:
+    model_config: a `ModelConfig`.
+    recipe: a `tfadv.defenses.recipes.Recipe` (its wrapper and wrapper options), or None
+      for the plain model.
+    input_shape: (height, width, channels).
+    num_classes: number of logits.
+
+  Returns:
+    (model, tapped): the classifier (images in [0, 1] -> logits) and the tapped model over
+    the same layers (logits, taps, Grad-CAM layer and the wrapper's extras).
+  """
+  wrapper = recipe.wrapper if recipe is not None else None
+  if wrapper is None:
+    built = zoo.build(model_config, input_shape, num_classes)
+  else:
+    built = _get(wrapper)(model_config, input_shape, num_classes, **recipe.wrapper_options)
+  tapped = taps_lib.tapped_model(built.model, built.tap_names, built.gradcam_name,
+                                 built.extras)
+  return built.model, tapped
+
+
+def load(model_dir):
+  """Rebuilds the model of a training run (with its defense's wrapper); latest weights.
+
+  Used for static models (ensemble adversarial training). Reads `run_config.json`.
+
+  Raises:
+    FileNotFoundError: no run config or checkpoint. ValueError: an unreadable run config.
+  """
+  # Imported here: recipes imports this module.
+  from tfadv.defenses import recipes  # pylint: disable=g-import-not-at-top
+  from tfadv.training import checkpoints  # pylint: disable=g-import-not-at-top
+  path = os.path.join(model_dir, "run_config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Invalid model_dir: expected {path!r} (written by tfadv-train); "
+                            "it does not exist")
+  try:
+    with open(path) as f:
+      run = json.load(f)
+    model_config = config_lib.ModelConfig(**run["model"])
+    defense = config_lib.DefenseConfig.from_dict(run["defense"])
+    shape, classes = tuple(run["dataset"]["image_shape"]), int(run["dataset"]["num_classes"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"Invalid model_dir: {path!r} is not a tfadv run config ({e})") from e
+  model, _ = build(model_config, recipes.build(defense), shape, classes)
+  checkpoints.restore_model(model, model_dir)
+  return model
