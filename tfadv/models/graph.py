@@ -3,16 +3,18 @@
 The model wrappers (randomization, noise, feature denoising, ensembles) must return ONE
 flat functional model, so that taps, Grad-CAM layers and extras are plain layers of it
 (`model.get_layer(name)` works) and everything, randomness included, lives in the
-exported SavedModel. A nested model would hide its layers. `rebuild` calls the layers of
-a zoo model again on a new input, optionally transforming that input first, inserting
-blocks after named layers, or cloning every layer under a prefix (ensemble members).
+exported SavedModel. A nested model would hide its layers. `rebuild` clones the layers
+of a zoo model (with their weights) onto a new input, optionally transforming that input
+first, inserting blocks after named layers, or prefixing every layer name (ensemble
+members). Cloning rather than reusing the layers matters: `layer.output` is the output
+of a layer's FIRST call, so reused layers would point taps at the discarded graph.
 """
 
 import keras
 
 
-def rebuild(model, inputs, *, before=None, after=None, prefix=None):
-  """Calls the layers of `model` on `inputs` in the caller's graph; returns the output.
+def rebuild(model, inputs, *, before=None, after=None, prefix=""):
+  """Clones the layers of `model` onto `inputs` in the caller's graph; returns the output.
 
   Args:
     model: a single-input, single-output Keras functional model.
@@ -22,23 +24,21 @@ def rebuild(model, inputs, *, before=None, after=None, prefix=None):
     after: optional mapping layer name (of `model`) -> callable `tensor -> tensor`,
       applied to that layer's output before the following layers see it (denoising
       blocks after ResNet stages).
-    prefix: None to reuse `model`'s layers (their weights are shared), or a string: each
-      layer is cloned as `prefix + name` with a copy of its weights, so that several
-      copies of one architecture coexist in one model (ensemble members).
+    prefix: each layer is cloned as `prefix + name` with a copy of its weights (a
+      non-empty prefix lets several copies of one architecture coexist in one model:
+      ensemble members). `model` itself is left as it was and should be discarded.
 
   Returns:
     The output tensor (the logits) of the rebuilt graph, connected to `inputs`.
   """
   after = dict(after or {})
-  original_name = {}
+  source_of = {}
 
   def clone_function(layer):
-    if prefix is None:
-      return layer
     config = layer.get_config()
     config["name"] = prefix + layer.name
     clone = layer.__class__.from_config(config)
-    original_name[id(clone)] = layer
+    source_of[id(clone)] = layer
     return clone
 
   transformed = []
@@ -49,7 +49,7 @@ def rebuild(model, inputs, *, before=None, after=None, prefix=None):
         transformed.append(before(inputs))
       args = (transformed[0],) + args[1:]
     out = layer(*args, **kwargs)
-    source = original_name.get(id(layer), layer)
+    source = source_of.get(id(layer), layer)
     if source.name in after:
       out = after[source.name](out)
     return out
@@ -57,9 +57,8 @@ def rebuild(model, inputs, *, before=None, after=None, prefix=None):
   clone = keras.models.clone_model(model, input_tensors=inputs,
                                    clone_function=clone_function,
                                    call_function=call_function)
-  if prefix is not None:
-    for layer in clone.layers:
-      source = original_name.get(id(layer))
-      if source is not None and source.weights:
-        layer.set_weights(source.get_weights())
+  for layer in clone.layers:
+    source = source_of.get(id(layer))
+    if source is not None and source.weights:
+      layer.set_weights(source.get_weights())
   return clone.outputs[0]

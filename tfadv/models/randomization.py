@@ -1,0 +1,131 @@
+"""Randomization defense (Xie et al., ICLR 2018): random resizing and random padding.
+
+Before the classifier, each call resizes the images to a random `r x r` (nearest
+neighbour) with `r` uniform in `[H, S)`, then zero-pads them to a fixed `S x S` at a random
+offset. The paper (299x299 Inception inputs) uses `S = 331`; here `S = round(H * 331/299)`
+by default. One size and one offset are drawn per call (per batch), as in the reference
+(github:cihangxie/NIPS2017_adv_challenge_defense, `defense.py`).
+
+The layer is random at inference AND in training: it is the defense, so it lives inside
+the model (and in the exported SavedModel, whose served predictions are randomised the
+same way). Attacks differentiate through it (nearest-neighbour resizing and padding have
+gradients); evaluate it with EOT / AutoAttack's `rand` version.
+"""
+
+import numbers
+
+import keras
+from keras import layers
+import tensorflow as tf
+
+from tfadv.models import graph
+from tfadv.models import zoo
+
+# The paper's sizes: 299 -> [299, 331) -> 331.
+PAPER_INPUT = 299
+PAPER_PADDED = 331
+
+
+def default_size(height):
+  """The padded size for inputs of height `height`: `round(height * 331 / 299)`."""
+  return int(round(height * PAPER_PADDED / PAPER_INPUT))
+
+
+@keras.saving.register_keras_serializable(package="tfadv")
+class RandomResizePad(layers.Layer):
+  """Random nearest-neighbour resize to `r x r'`, then random zero-padding to `size`.
+
+  The height `r` is uniform over the integers of `[min_size, max_size]`; the width keeps
+  the aspect ratio (`r' = round(r * W / H)`, capped by the padded width). Active whatever
+  `training` is.
+
+  Args:
+    size: (height, width) of the output.
+    min_size: smallest resized height (default: the input height).
+    max_size: largest resized height (default: `size[0] - 1`, the paper's half-open
+      range; the input height when that is smaller).
+  """
+
+  def __init__(self, size, min_size=None, max_size=None, **kwargs):
+    super().__init__(**kwargs)
+    self.size = tuple(int(s) for s in size)
+    self.min_size = None if min_size is None else int(min_size)
+    self.max_size = None if max_size is None else int(max_size)
+
+  def build(self, input_shape):
+    height, width = int(input_shape[1]), int(input_shape[2])
+    self._input_hw = (height, width)
+    self._range = _resize_range(height, self.size[0], self.min_size, self.max_size)
+    if self.size[1] < width:
+      raise ValueError(f"Invalid size: expected a padded size at least the input size "
+                       f"{(height, width)}; received size={self.size}")
+
+  def call(self, images, training=None):
+    del training  # random in training and at inference: it is the defense
+    height, width = self._input_hw
+    low, high = self._range
+    out_h, out_w = self.size
+    r = tf.random.uniform([], low, high + 1, dtype=tf.int32)
+    r_w = tf.cast(tf.round(tf.cast(r, tf.float32) * (width / height)), tf.int32)
+    r_w = tf.clip_by_value(r_w, 1, out_w)
+    resized = tf.image.resize(images, tf.stack([r, r_w]), method="nearest")
+    top = tf.random.uniform([], 0, out_h - r + 1, dtype=tf.int32)
+    left = tf.random.uniform([], 0, out_w - r_w + 1, dtype=tf.int32)
+    padded = tf.pad(resized, [[0, 0], [top, out_h - r - top], [left, out_w - r_w - left],
+                              [0, 0]])
+    return tf.ensure_shape(padded, [None, out_h, out_w, images.shape[-1]])
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0],) + self.size + (input_shape[-1],)
+
+  def get_config(self):
+    return {**super().get_config(), "size": self.size, "min_size": self.min_size,
+            "max_size": self.max_size}
+
+
+def _resize_range(height, padded_height, min_size, max_size):
+  """The inclusive range of resized heights, validated."""
+  low = height if min_size is None else min_size
+  high = max(low, padded_height - 1) if max_size is None else max_size
+  if not low <= high <= padded_height or low < 1:
+    raise ValueError(f"Invalid min_size/max_size: expected 1 <= min_size <= max_size <= "
+                     f"size = {padded_height}; received min_size={low}, max_size={high}")
+  return low, high
+
+
+def build(model_config, input_shape, num_classes, size=None, min_size=None, max_size=None):
+  """A zoo model behind a `RandomResizePad` layer, as one flat functional model.
+
+  Args:
+    model_config: a `tfadv.config.ModelConfig`.
+    input_shape: (height, width, channels) of the images the model takes.
+    num_classes: number of logits K.
+    size: the padded side S (an int, or (height, width)); default
+      `round(H * 331 / 299)` per side. The zoo model is built for S x S inputs.
+    min_size, max_size: the inclusive range of the random resized height (default
+      `[H, S - 1]`, the paper's `[299, 331)` scaled).
+
+  Returns:
+    A `tfadv.models.zoo.Built` with the zoo model's tap and Grad-CAM names.
+
+  Raises:
+    ValueError: invalid sizes, or as `zoo.build_model`.
+  """
+  height, width, channels = (int(s) for s in input_shape)
+  if size is None:
+    size = (default_size(height), default_size(width))
+  elif isinstance(size, numbers.Integral):
+    size = (int(size), int(size))
+  size = tuple(int(s) for s in size)
+  if len(size) != 2 or size[0] < height or size[1] < width:
+    raise ValueError(f"Invalid size: expected the padded (height, width) >= the input "
+                     f"size {(height, width)}; received size={size!r}")
+  _resize_range(height, size[0], min_size, max_size)
+  model = zoo.build_model(model_config, size + (channels,), num_classes)
+  inputs = keras.Input((height, width, channels), dtype="float32", name="images")
+  randomize = RandomResizePad(size, min_size, max_size, name="random_resize_pad",
+                              dtype="float32")
+  logits = graph.rebuild(model, inputs, before=randomize)
+  return zoo.Built(keras.Model(inputs, logits, name=f"{model_config.name}_randomization"),
+                   zoo.tap_layer_names(model_config.name),
+                   zoo.gradcam_layer_name(model_config.name), {})
