@@ -17,3 +17,17 @@ if _cpus:
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
   except RuntimeError:  # Already initialised (e.g. by a plugin); tests needing 2 skip-check.
     pass
+
+
+import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+
+@pytest.fixture(scope="session")
+def product_models():
+  """{defense: TrainResult} of `none`, `pat`, `alp`, `at_alp` trained by `trainer.train`.
+
+  Trained once per test session (`tests.testing.product_trained` caches them), so every
+  test asking for a defended model shares these runs.
+  """
+  from tests import testing  # pylint: disable=g-import-not-at-top
+  return {name: testing.product_trained(name) for name in testing.PRODUCT_DEFENSES}

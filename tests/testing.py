@@ -1,6 +1,10 @@
 """Helpers shared by tests: small real data and quickly trained models."""
 
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -61,30 +65,53 @@ def accuracy(model, x, y):
   return float(np.mean(np.argmax(logits.numpy(), axis=-1) == np.asarray(y)))
 
 
+# The product's own recipes trained through `tfadv.training.trainer.train`: the models of the
+# central claim (tests/training/product_claim_test.py) and the defended model of the
+# evaluation tests. 300 Adam steps of 64 on 4,096 Fashion-MNIST images, small_cnn of width 8,
+# training attack PGD-3 at eps 0.1: ~5 s (`none`) to ~20 s (`at_alp`) each on 2 cores.
+PRODUCT_DEFENSES = ("none", "pat", "alp", "at_alp")
+PRODUCT_EPS = 0.1
+PRODUCT_NUM_TRAIN = 4096
+
+
 @functools.lru_cache(maxsize=None)
-def trained_defended_model(eps=0.1, steps=3, epochs=2):
-  """The small CNN adversarially trained (Madry PGD-`steps` at `eps`) on 10k images.
+def session_dir():
+  """A temporary directory for this test process, removed when it exits."""
+  path = tempfile.mkdtemp(prefix="tfadv_tests_")
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+@functools.lru_cache(maxsize=None)
+def product_trained(defense):
+  """`defense` trained by the product's trainer with its real recipe (cached per session).
+
+  Args:
+    defense: a defense name, e.g. one of `PRODUCT_DEFENSES`.
+
+  Returns:
+    The `tfadv.training.trainer.TrainResult` (`.model`, `.tapped`, `.metrics`, ...); its
+    `model_dir` (checkpoint, run_config.json, TensorBoard events) is
+    `os.path.join(session_dir(), "product", defense)`.
+  """
+  from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+  steps = 300
+  return trainer.train(
+      fashion_mnist_info(PRODUCT_NUM_TRAIN),
+      config_lib.ModelConfig(name="small_cnn", width=8),
+      config_lib.DefenseConfig(name=defense,
+                               attack=config_lib.AttackConfig(eps=PRODUCT_EPS, steps=3)),
+      config_lib.TrainConfig(model_dir=os.path.join(session_dir(), "product", defense),
+                             batch_size=64, train_steps=steps, learning_rate=2e-3,
+                             checkpoint_every=steps, log_every=50, image_every=0,
+                             progress=False, seed=0))
+
+
+def trained_defended_model():
+  """The product-trained `pat` model (Madry PGD training through `trainer.train`).
 
   An honest defense for evaluation tests: its robustness comes from training, not from
-  masked gradients.
+  masked gradients. Measured on the first 500 test images: clean 0.78, PGD-20 at eps 0.1
+  0.58 (the undefended `none` run: 0.86 / 0.07).
   """
-  from tfadv.attacks import pgd  # pylint: disable=g-import-not-at-top
-  x, y, _, _ = fashion_mnist_arrays()
-  model = small_classifier(seed=1)
-  optimizer = keras.optimizers.Adam(2e-3)
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  model_fn = lambda z: model(z, training=False)
-
-  @tf.function
-  def step(xb, yb):
-    x_adv = tf.stop_gradient(pgd.pgd(model_fn, xb, yb, eps, steps=steps))
-    with tf.GradientTape() as tape:
-      loss = loss_fn(yb, model(x_adv, training=True))
-    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                  model.trainable_variables))
-
-  data = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-  for _ in range(epochs):
-    for xb, yb in data.shuffle(10_000, seed=0).batch(128):
-      step(xb, yb)
-  return model
+  return product_trained("pat").model
