@@ -1,5 +1,6 @@
 """Tests of tfadv/models/ensemble.py: one flat model, mean-softmax logits, member extras."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,7 +15,7 @@ _CONFIG = config_lib.ModelConfig(name="small_cnn", width=2)
 
 @pytest.fixture(scope="module")
 def built():
-  tf.keras.utils.set_random_seed(0)
+  keras.utils.set_random_seed(0)
   return ensemble.build(_CONFIG, (8, 8, 1), 4, members=3)
 
 
@@ -38,7 +39,7 @@ def test_logits_are_the_log_mean_member_softmax(built):
 def test_one_flat_model_with_member_zero_taps(built):
   names = [layer.name for layer in built.model.layers]
   assert len(names) == len(set(names))
-  assert not any(isinstance(layer, tf.keras.Model) for layer in built.model.layers)
+  assert not any(isinstance(layer, keras.Model) for layer in built.model.layers)
   assert built.tap_names == tuple("member0_" + n for n in
                                   ("block1_conv", "block2_conv", "block3_conv", "block4_conv"))
   assert built.gradcam_name == "member0_block4_conv"

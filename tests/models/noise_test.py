@@ -1,5 +1,6 @@
 """Tests of tfadv/models/noise.py: noise statistics, active at inference, flat model."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -43,7 +44,7 @@ def test_rejects_invalid_options():
 
 
 def test_build_is_one_flat_noisy_model():
-  tf.keras.utils.set_random_seed(0)
+  keras.utils.set_random_seed(0)
   config = config_lib.ModelConfig(name="small_cnn", width=2)
   built = noise.build(config, (8, 8, 1), 3, distribution="gaussian", scale=0.3)
   names = [layer.name for layer in built.model.layers]

@@ -1,5 +1,6 @@
 """Tests of tfadv/models/randomization.py: fixed output shape, randomness, exact padding."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -86,7 +87,7 @@ def test_rejects_invalid_sizes():
 
 
 def test_build_is_one_flat_random_model():
-  tf.keras.utils.set_random_seed(0)
+  keras.utils.set_random_seed(0)
   config = config_lib.ModelConfig(name="small_cnn", width=2)
   built = randomization.build(config, (8, 8, 1), 3, size=12)
   assert built.model.input.shape == (None, 8, 8, 1)
@@ -101,3 +102,18 @@ def test_build_is_one_flat_random_model():
   # Without room the wrapper is deterministic.
   fixed = randomization.build(config, (8, 8, 1), 3, size=8)
   np.testing.assert_array_equal(fixed.model(x).numpy(), fixed.model(x).numpy())
+
+
+def test_randomness_survives_savedmodel_export(tmp_path):
+  config = config_lib.ModelConfig(name="small_cnn", width=2)
+  built = randomization.build(config, (8, 8, 1), 3, size=12)
+  archive = keras.export.ExportArchive()
+  archive.track(built.model)
+  archive.add_endpoint("serve", built.model.call,
+                       input_signature=[tf.TensorSpec((None, 8, 8, 1), tf.float32)])
+  archive.write_out(str(tmp_path / "m"), verbose=False)
+  loaded = tf.saved_model.load(str(tmp_path / "m"))
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=[7, 8])
+  outs = [loaded.serve(x).numpy() for _ in range(6)]
+  assert outs[0].shape == (4, 3)
+  assert any(not np.allclose(outs[0], o) for o in outs[1:])
