@@ -136,7 +136,13 @@ def test_keras_applications_resnet():
   assert built.model(tf.zeros((1, 32, 32, 3))).shape == (1, 4)
 
 
-@pytest.mark.parametrize("stages", [(), (4,), (0, 0), (True,), "0", None])
+def test_stages_from_a_command_line_string():
+  assert denoise._check_stages("3/1") == (1, 3)
+  assert denoise._check_stages("0,2") == (0, 2)
+  assert denoise._check_stages(2) == (2,)
+
+
+@pytest.mark.parametrize("stages", [(), (4,), (0, 0), (True,), "0/a", "4", "", None])
 def test_rejects_invalid_stages(stages):
   with pytest.raises(ValueError, match="stages"):
     denoise.build(config_lib.ModelConfig(name="resnet18", width=1), (8, 8, 3), 5,

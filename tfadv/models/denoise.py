@@ -95,10 +95,18 @@ def block_name(tap_name):
 
 
 def _check_stages(stages):
-  """`stages` as a sorted tuple of distinct ints in 0..3, or a ValueError."""
+  """`stages` as a sorted tuple of distinct ints in 0..3, or a ValueError.
+
+  A string such as "0/3" or "0,3" (a command-line wrapper option) is read as (0, 3).
+  """
+  if isinstance(stages, numbers.Integral) and not isinstance(stages, bool):
+    stages = (stages,)  # "3" on the command line reads as the int 3
   try:
-    items = tuple(stages)
-  except TypeError:
+    if isinstance(stages, str):
+      items = tuple(int(v) for v in stages.replace(",", "/").split("/") if v.strip())
+    else:
+      items = tuple(stages)
+  except (TypeError, ValueError):
     items = ()
   if not (items and len(set(items)) == len(items) and all(
       isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s <= 3
@@ -118,7 +126,7 @@ def build(model_config, input_shape, num_classes, stages=STAGES, embed=True, sof
     input_shape: (height, width, channels) of the images.
     num_classes: number of logits K.
     stages: indices into the four stage ends (0 = conv2_x/res2 .. 3 = conv5_x/res5)
-      followed by a block; the paper's default is all four.
+      followed by a block (or a string "0/1/2/3"); the paper's default is all four.
     embed: theta/phi 1x1 embeddings (embedded Gaussian) or identity.
     softmax: softmax (Gaussian) weights, or the dot product divided by N.
 
