@@ -6,6 +6,8 @@ notebooks can call the same code.
 
 import dataclasses
 import os
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
@@ -21,18 +23,27 @@ from tfadv.evaluation import robustness
 from tfadv.evaluation import sanity
 from tfadv.models import zoo
 from tfadv.training import checkpoints
+from tfadv.training import ema as ema_lib
+from tfadv.training import validation as validation_lib
 from tfadv.training import strategy as strategy_lib
 from tfadv.training import trainer
 
 
 @dataclasses.dataclass
 class LoadedModel:
-  """A trained model rebuilt from its model directory."""
+  """A trained model rebuilt from its model directory.
+
+  `weights` says which weights `model` holds: `ema` (the moving average, for runs with
+  `ema_decay`) or `raw`; `best` is the best-checkpoint state when `checkpoint` is the one
+  kept by validation (`model_dir/best/`), else None.
+  """
   model: keras.Model
   run_config: dict
   data_config: config_lib.DataConfig
   model_config: config_lib.ModelConfig
   checkpoint: str
+  weights: str = "raw"
+  best: Optional[dict] = None
 
 
 def _progress_bar(total, enabled):
@@ -131,18 +142,32 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
                          strategy)
   report = None
   if strategy_lib.is_chief(result.strategy):
-    report = evaluate_model(result.model, data, eval_config, model_config.name,
+    # The weights that ship: the best validation checkpoint when kept, EMA when on.
+    model, which = result.model, {"weights": result.weights}
+    if result.best is not None:
+      loaded = load_trained(train_config.model_dir, "best")
+      model = loaded.model
+      which = {"weights": loaded.weights, "checkpoint": loaded.checkpoint,
+               "best_step": result.best["best_step"],
+               "best_validation_adv_accuracy": result.best["best_value"]}
+    report = evaluate_model(model, data, eval_config, model_config.name,
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
-                            extra={"train_steps": result.steps,
+                            extra={**which, "train_steps": result.steps,
                                    "defense_config": trainer.to_jsonable(defense_config),
                                    "defense_settings": trainer.to_jsonable(
                                        recipes.settings(defense_config))})
   return result, report
 
 
-def load_trained(model_dir):
-  """Rebuilds the model of a training run and restores its latest checkpoint.
+def load_trained(model_dir, checkpoint="auto"):
+  """Rebuilds the model of a training run and restores one of its checkpoints.
+
+  Args:
+    model_dir: a directory written by `train`.
+    checkpoint: `auto` (the best validation checkpoint, `model_dir/best/`, when the run
+      kept one, else the latest), `best` or `latest`. With `ema_decay` the model then holds
+      that checkpoint's moving average of the weights.
 
   Raises:
     FileNotFoundError: no run config or no checkpoint in `model_dir`.
@@ -163,8 +188,29 @@ def load_trained(model_dir):
   defense_config = config_lib.DefenseConfig.from_dict(run.get("defense", {"name": "none"}))
   model, _ = defense_models.build(model_config, recipes.build(defense_config), shape,
                                   num_classes)
-  path = checkpoints.restore_model(model, model_dir)
-  return LoadedModel(model, run, data_config, model_config, path)
+  if checkpoint not in ("auto", "best", "latest"):
+    raise ValueError("Invalid checkpoint: expected one of [auto, best, latest]; received "
+                     f"checkpoint={checkpoint!r}")
+  best_dir = os.path.join(model_dir, validation_lib.BEST_DIR)
+  best = validation_lib.read_best(model_dir)
+  use_best = checkpoint == "best" or (
+      checkpoint == "auto" and best is not None
+      and tf.train.latest_checkpoint(os.path.join(best_dir, "checkpoints")))
+  path = checkpoints.restore_model(model, best_dir if use_best else model_dir)
+  weights = "raw"
+  ema_decay = float(run.get("train", {}).get("ema_decay") or 0.0)
+  if ema_decay:
+    ema = ema_lib.WeightEMA(ema_lib.averaged_weights(model), ema_decay)
+    try:
+      tf.train.Checkpoint(ema=ema).restore(path).expect_partial(
+          ).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise ValueError(f"Checkpoint {path!r} has no weight average of this model "
+                       f"(ema_decay={ema_decay}): {e}") from e
+    ema.copy_to(ema_lib.averaged_weights(model))
+    weights = "ema"
+  return LoadedModel(model, run, data_config, model_config, path, weights,
+                     best if use_best else None)
 
 
 def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None,
@@ -194,7 +240,8 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
     white_report = _white_report(model_dir, loaded.checkpoint, output_dir)
   return evaluate_model(loaded.model, data, eval_config, loaded.model_config.name,
                         loaded.run_config["defense"]["name"], eps, output_dir,
-                        progress, extra={"checkpoint": loaded.checkpoint},
+                        progress, extra={"checkpoint": loaded.checkpoint,
+                                         "weights": loaded.weights},
                         source_model=source.model if source else None,
                         fingerprint=fingerprint if resume else None,
                         white_report=white_report, strategy=strategy)

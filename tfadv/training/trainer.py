@@ -426,7 +426,7 @@ def train(data, model_config, defense_config, train_config, data_config=None,
         model, validation_attack(defense_config, train_config), validation_split,
         seed=train_config.seed)
     best_dir = os.path.join(train_config.model_dir, validation_lib.BEST_DIR)
-    tracker = validation_lib.BestTracker(best_dir)
+    tracker = validation_lib.BestTracker(best_dir, write=chief)
     best_checkpointer = checkpoints.Checkpointer(best_dir, strategy, 1, model=model, **extra)
   shuffle_buffer = data_config.shuffle_buffer if data_config else 10_000
   dataset = input_pipeline(train_split, train_config.batch_size, shuffle_buffer,
@@ -434,7 +434,8 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   step_fn = make_train_step(model, tapped, recipe, optimizer, strategy,
                             train_config.batch_size, train_config.seed, train_config.jit,
-                            static_models or ())
+                            static_models or (), ema=ema,
+                            l2=coupled_weight_decay(train_config))
 
   summaries = summaries_lib.Summaries(train_config.model_dir, steps, start, enabled=chief,
                                       progress=train_config.progress)
@@ -442,16 +443,25 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   if chief and train_config.image_every:
     panel_fn = make_panel_fn(model, tapped, recipe, data, train_config.seed)
   window, window_steps, last = {}, 0, {}
+  # Every loop of `steps_per_loop` steps ends at the next log/image/checkpoint/validation
+  # boundary, so each of them happens at exactly the step it would without loops.
+  periods = [p for p in (train_config.log_every, train_config.checkpoint_every,
+                         train_config.image_every if panel_fn is not None else 0,
+                         train_config.validate_every) if p]
   step = start
   while step < steps:
-    values = step_fn(iterator)
-    step += 1
-    values = {k: float(v) for k, v in values.items()}
+    n = min([train_config.steps_per_loop, steps - step] + [p - step % p for p in periods])
+    values = step_fn(iterator, tf.constant(n, tf.int32))
+    step += n
+    values = {k: float(v) for k, v in values.items()}  # One device->host sync per loop.
     for k, v in values.items():
-      window[k] = window.get(k, 0.0) + v
-    window_steps += 1
+      window[k] = window.get(k, 0.0) + v * n
+    window_steps += n
     summaries.progress(step, {k: values[k] for k in ("loss", "accuracy", "adv_accuracy")
                               if k in values})
+    if validate is not None and (step % train_config.validate_every == 0 or step == steps):
+      _validate_and_keep_best(step, validate, model, ema, tracker, best_checkpointer,
+                              summaries)
     if step % train_config.log_every == 0 or step == steps:
       last = {k: v / window_steps for k, v in window.items()}
       # From the schedule itself: under a strategy the optimizer's rate is a MirroredVariable.
@@ -465,4 +475,34 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   if start >= steps and not last:
     logging.info("Nothing to train: the checkpoint is already at step %d of %d.", start, steps)
   summaries.close()
-  return TrainResult(model, tapped, step, last, resumed_from, strategy)
+  if ema is not None:  # Evaluation and export measure the averaged weights.
+    ema.copy_to(ema_lib.averaged_weights(model))
+  best = tracker.state() if validate is not None else None
+  return TrainResult(model, tapped, step, last, resumed_from, strategy,
+                     weights="ema" if ema is not None else "raw", best=best)
+
+
+def validation_attack(defense_config, train_config):
+  """The validation attack: PGD (random start) at the training attack's eps and norm."""
+  attack = defense_config.attack
+  return config_lib.AttackConfig(name="pgd", eps=attack.eps, norm=attack.norm,
+                                 steps=train_config.validation_attack_steps)
+
+
+def _validate_and_keep_best(step, validate, model, ema, tracker, best_checkpointer,
+                            summaries):
+  """Validates the weights that would ship (the EMA's when on); keeps the best checkpoint."""
+  weights = ema_lib.averaged_weights(model) if ema is not None else None
+  if ema is not None:
+    ema.swap(weights)
+  try:
+    figures = validate()
+  finally:
+    if ema is not None:
+      ema.swap(weights)
+  summaries.scalars(step, {f"validation/{k}": v for k, v in figures.items()})
+  if tracker.update(step, figures["adv_accuracy"]):
+    best_checkpointer.save(step)
+    logging.info("Step %d: best PGD validation accuracy so far, %.4f (kept in best/).", step,
+                 figures["adv_accuracy"])
+  tracker.write()
