@@ -117,3 +117,20 @@ def test_randomness_survives_savedmodel_export(tmp_path):
   outs = [loaded.serve(x).numpy() for _ in range(6)]
   assert outs[0].shape == (4, 3)
   assert any(not np.allclose(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("r", [8, 9, 10, 13])
+def test_resize_matches_tf_image_resize_nearest(r):
+  x = tf.random.stateless_uniform((2, 8, 8, 3), seed=[9, r])
+  layer = randomization.RandomResizePad((r, r), min_size=r, max_size=r)
+  np.testing.assert_array_equal(layer(x).numpy(),
+                                tf.image.resize(x, (r, r), method="nearest").numpy())
+
+
+def test_compiles_with_xla():
+  layer = randomization.RandomResizePad((11, 11))
+  x = tf.random.stateless_uniform((2, 8, 8, 1), seed=[1, 1], minval=0.1, maxval=1.0)
+  fn = tf.function(lambda x: layer(x), jit_compile=True)
+  outs = [fn(x).numpy() for _ in range(8)]
+  assert all(o.shape == (2, 11, 11, 1) for o in outs)
+  assert any(not np.array_equal(outs[0], o) for o in outs[1:])

@@ -68,12 +68,15 @@ class RandomResizePad(layers.Layer):
     r = tf.random.uniform([], low, high + 1, dtype=tf.int32)
     r_w = tf.cast(tf.round(tf.cast(r, tf.float32) * (width / height)), tf.int32)
     r_w = tf.clip_by_value(r_w, 1, out_w)
-    resized = tf.image.resize(images, tf.stack([r, r_w]), method="nearest")
     top = tf.random.uniform([], 0, out_h - r + 1, dtype=tf.int32)
     left = tf.random.uniform([], 0, out_w - r_w + 1, dtype=tf.int32)
-    padded = tf.pad(resized, [[0, 0], [top, out_h - r - top], [left, out_w - r_w - left],
-                              [0, 0]])
-    return tf.ensure_shape(padded, [None, out_h, out_w, images.shape[-1]])
+    # Resize and pad as one gather onto the fixed output grid: every shape is static, so
+    # the layer also compiles with XLA (a resize to a random size does not).
+    rows, row_mask = _source_indices(out_h, top, r, height)
+    cols, col_mask = _source_indices(out_w, left, r_w, width)
+    placed = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    mask = tf.cast(row_mask[:, None] & col_mask[None, :], images.dtype)[None, :, :, None]
+    return placed * mask
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0],) + self.size + (input_shape[-1],)
@@ -81,6 +84,19 @@ class RandomResizePad(layers.Layer):
   def get_config(self):
     return {**super().get_config(), "size": self.size, "min_size": self.min_size,
             "max_size": self.max_size}
+
+
+def _source_indices(out_size, offset, resized, in_size):
+  """For each output index: the input index nearest-neighbour resizing reads, and whether
+  it falls inside the resized image placed at `offset` (outside: zero padding).
+
+  The same rule as `tf.image.resize(method="nearest")` (half-pixel centres):
+  `floor((i + 0.5) * in_size / resized)`, clamped to the image.
+  """
+  i = tf.range(out_size) - offset
+  scale = tf.cast(in_size, tf.float32) / tf.cast(resized, tf.float32)
+  source = tf.cast(tf.floor((tf.cast(i, tf.float32) + 0.5) * scale), tf.int32)
+  return tf.clip_by_value(source, 0, in_size - 1), (i >= 0) & (i < resized)
 
 
 def _resize_range(height, padded_height, min_size, max_size):
