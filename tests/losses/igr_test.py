@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfadv import config as config_lib
 from tfadv.losses import forward as forward_lib
 from tfadv.losses import igr
+from tfadv.models import taps
 
 
 def _linear_model(d, k, seed=0):
@@ -92,3 +94,23 @@ def test_term_reads_the_clean_pass():
                                      clean={"logits": tf.zeros((1, 2))}))
   with pytest.raises(ValueError, match="clean"):
     igr.igr_term(forward_lib.Forward(labels=tf.constant([0])))
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
+def test_double_backprop_through_zoo_models(name):
+  keras.utils.set_random_seed(0)
+  model, tapped = taps.build_tapped(config_lib.ModelConfig(name=name, width=2), (8, 8, 1), 3)
+  x = tf.random.stateless_uniform((4, 8, 8, 1), seed=[0, 1])
+  y = tf.constant([0, 1, 2, 0])
+
+  @tf.function
+  def step(x, y):
+    with tf.GradientTape() as tape:
+      _, norm = igr.input_gradient_forward(tapped, x, y, training=True)
+      penalty = tf.reduce_mean(norm)
+    return norm, tape.gradient(penalty, model.trainable_variables)
+
+  norm, grads = step(x, y)
+  assert norm.shape == (4,) and np.all(norm.numpy() > 0)
+  assert all(g is not None for g in grads)
+  assert float(tf.norm(grads[0])) > 0  # first convolution: the penalty reaches it
