@@ -1,4 +1,4 @@
-"""Tests of zoo.Built/zoo.build, taps.tapped_model(extras=) and graph.rebuild."""
+"""Tests of zoo.Built/zoo.build, taps.tapped_model(extras=), graph.rebuild, layer configs."""
 
 import keras
 import numpy as np
@@ -6,7 +6,11 @@ import pytest
 import tensorflow as tf
 
 from tfadv import config as config_lib
+from tfadv.models import denoise
+from tfadv.models import ensemble
 from tfadv.models import graph
+from tfadv.models import noise
+from tfadv.models import randomization
 from tfadv.models import taps
 from tfadv.models import zoo
 
@@ -62,3 +66,18 @@ def test_rebuild_copies_weights():
       model, inputs, before=lambda t: keras.layers.Rescaling(0.0, name="zero")(t)))
   np.testing.assert_allclose(doubled(x).numpy(), model(tf.zeros_like(x)).numpy(),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_custom_layers_round_trip_their_config():
+  cases = [
+      (noise.NoiseInjection("laplace", 0.3), ("distribution", "scale")),
+      (randomization.RandomResizePad((12, 13), min_size=9, max_size=11),
+       ("size", "min_size", "max_size")),
+      (denoise.NonLocalMean(softmax=False), ("softmax",)),
+      (ensemble.MeanSoftmaxLogits(), ()),
+  ]
+  for layer, fields in cases:
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is type(layer)
+    for field in fields:
+      assert getattr(clone, field) == getattr(layer, field), field
