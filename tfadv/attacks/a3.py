@@ -1,13 +1,14 @@
 """A^3, the attention-augmented attack (AAD paper, section 4.3).
 
 A gradient attack (FGSM, StepLL or PGD) whose objective gains an attention-deviation term,
-`loss(f(x_adv)) + sigma * mean |Att(x) - g(x_adv)|`: `Att(x)` is the binary attention area
-of the clean image (`tfadv.attention.masks.attention_area`), `g(x_adv)` the Grad-CAM map of
-the adversarial image (scaled to [0, 1] and upsampled to the image size), both for the true
-class. Pushing the attention away from where the clean image's evidence was defeats
-defenses that only keep the logits stable. The deviation is averaged over pixels (not
-summed) so that `sigma` does not depend on the image size; sigma = 10 then weighs a full
-deviation like 10 nats of cross-entropy.
+`loss(f(x_adv)) + sigma * ||Att(x) - g(x_adv)||_1` (the paper's eqs. 11-12, sigma = 10 in
+its experiments): `Att(x)` is the binary attention area of the clean image
+(`tfadv.attention.masks.attention_area`), `g(x_adv)` the Grad-CAM map of the adversarial
+image (scaled to [0, 1] and upsampled to the image size), both for the true class. Pushing
+the attention away from where the clean image's evidence was defeats defenses that only
+keep the logits stable. The deviation is the l1 norm, summed over the pixels of the image
+as the paper writes it (so on a 28x28 image a full deviation weighs 784 * sigma), not a
+mean.
 
 The attack needs Grad-CAM, so `model_fn` must carry a `gradcam_model` (a tapped model whose
 call returns `logits` and `gradcam`): wrap a Keras classifier with `with_gradcam(model)`;
@@ -58,7 +59,7 @@ def with_gradcam(model, gradcam_layer=None):
 
 def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_size=None,
        kappa=None, random_start=True, seed=None):
-  """FGSM / StepLL / PGD on `loss + sigma * mean |Att(x) - g(x_adv)|`.
+  """FGSM / StepLL / PGD on `loss + sigma * ||Att(x) - g(x_adv)||_1`.
 
   Args:
     model_fn: images -> logits, with a `gradcam_model` attribute (see `with_gradcam`).
@@ -68,7 +69,7 @@ def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_
     norm: `linf` or `l2`.
     base: `fgsm` (one step of size eps), `stepll` (one step towards the least-likely
       class) or `pgd` (`steps` projected steps from a random start).
-    sigma: weight of the attention deviation (the paper's sigma).
+    sigma: weight of the l1 attention deviation (the paper's sigma, 10).
     steps: PGD iterations (`base="pgd"`).
     step_size: PGD step; None means 2.5 * eps / steps.
     kappa: attention-area threshold (None: each image's mean, the paper's default).
@@ -104,7 +105,7 @@ def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_
       tape.watch(x_adv)
       cam, outputs = gradcam_lib.gradcam(tapped, x_adv, y)
       g = gradcam_lib.normalize_cam(cam, size)
-      deviation = tf.reduce_mean(tf.abs(area - g), axis=[1, 2])
+      deviation = tf.reduce_sum(tf.abs(area - g), axis=[1, 2])  # l1 norm (eq. 11)
       ce = tf.nn.sparse_softmax_cross_entropy_with_logits(target, outputs["logits"])
       total = tf.reduce_sum(sign * ce + sigma * deviation)
     return tape.gradient(total, x_adv)
@@ -113,7 +114,6 @@ def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_
     return common.project(x, x + optimize_linear(gradient(x), eps, order), eps, order)
   step = min(float(step_size or 2.5 * eps / steps), float(eps))
   x_adv = common.random_start(x, eps, order, seed) if random_start else x
-  for _ in range(steps):
-    x_adv = common.project(x, x_adv + optimize_linear(gradient(x_adv), step, order), eps,
-                           order)
-  return x_adv
+  return common.iterate(
+      lambda z: common.project(x, z + optimize_linear(gradient(z), step, order), eps, order),
+      x_adv, steps)

@@ -36,7 +36,16 @@ def _project(x, x_adv, eps, order):
   return tf.clip_by_value(x + delta * tf.reshape(scale, [-1, 1, 1, 1]), 0.0, 1.0)
 
 
-def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75):
+def schedule(steps):
+  """(first checkpoint, its decrement, the smallest spacing) in iterations, as the reference.
+
+  The reference truncates the fractions 0.22, 0.03 and 0.06 of `steps` (int, not ceil):
+  for 10 steps the first checkpoint comes after 2 iterations, not 3.
+  """
+  return (max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1))
+
+
+def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75, eot_iter=1):
   """One APGD run; returns (adversarial-or-best images, fooled [B])."""
   batch = tf.shape(x)[0]
   if seed is None:
@@ -52,7 +61,7 @@ def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75):
     start = x + eps * _normalize_l2(noise)
   x_adv = tf.clip_by_value(start, 0.0, 1.0)
 
-  def loss_and_grad(z):
+  def one_sample(z):
     with tf.GradientTape() as tape:
       tape.watch(z)
       logits = model_fn(z)
@@ -60,12 +69,25 @@ def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75):
       total = tf.reduce_sum(loss)
     return logits, loss, tape.gradient(total, z)
 
+  def loss_and_grad(z):
+    if eot_iter == 1:
+      return one_sample(z)
+    # Expectation over transformation (randomized models): the gradient is averaged over
+    # `eot_iter` model calls; logits and loss are those of the last call, as the reference.
+    def body(j, logits, loss, grad_sum):
+      del logits, loss
+      logits, loss, grad = one_sample(z)
+      return j + 1, logits, loss, grad_sum + grad
+
+    logits, loss, grad = one_sample(z)
+    _, logits, loss, grad = tf.while_loop(lambda j, *_: j < eot_iter, body,
+                                          (tf.constant(1), logits, loss, grad))
+    return logits, loss, grad / float(eot_iter)
+
   def step_dir(g):
     return tf.sign(g) if order == math.inf else _normalize_l2(g)
 
-  first_check = max(int(math.ceil(0.22 * steps)), 1)
-  size_decr = max(int(math.ceil(0.03 * steps)), 1)
-  min_check = max(int(math.ceil(0.06 * steps)), 1)
+  first_check, size_decr, min_check = schedule(steps)
 
   logits, loss, grad = loss_and_grad(x_adv)
   fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), y)
@@ -129,7 +151,7 @@ def _seed(seed, offset):
 
 
 def apgd(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, loss="ce", rho=0.75,
-         seed=None):
+         eot_iter=1, seed=None):
   """APGD-CE (`loss="ce"`) or APGD-DLR (`loss="dlr"`), untargeted.
 
   Args:
@@ -142,6 +164,8 @@ def apgd(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, loss="ce", rho
     restarts: random restarts; per example the first adversarial one is kept.
     loss: `ce` or `dlr`.
     rho: the oscillation threshold of the step-size rule (0.75).
+    eot_iter: model calls whose gradients are averaged per iteration (expectation over
+      transformation, for randomized models: 20 in AutoAttack's `rand` version; 1 otherwise).
     seed: optional int tensor [2] making the random starts stateless.
 
   Returns:
@@ -160,7 +184,7 @@ def apgd(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, loss="ce", rho
   best, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
   for restart in range(restarts):
     x_adv, now = _run(model_fn, x, y, eps, order, steps, losses[loss], _seed(seed, restart),
-                      rho)
+                      rho, eot_iter)
     take = tf.logical_and(now, tf.logical_not(fooled))
     best = tf.where(take[:, None, None, None], x_adv, best if restart else x_adv)
     fooled = tf.logical_or(fooled, now)
@@ -192,19 +216,27 @@ def apgd_t(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, target_class
     return x
   y = tf.cast(y, tf.int32)
   ranked = tf.argsort(model_fn(x), axis=-1, direction="DESCENDING", stable=True)
-  num_classes = ranked.shape[-1]
-  targets = min(target_classes, (num_classes or 10) - 1)
+  num_classes = common.num_classes(ranked)
+  static = isinstance(num_classes, int)
+  targets = min(target_classes, num_classes - 1) if static else target_classes
   best, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
   for t in range(targets):
-    target = ranked[:, t + 1]
     # When the clean prediction is wrong the runner-up may be the true class: the loss is
     # then 0 and the (already misclassified) example stays as it is.
-    loss_fn = lambda labels, logits, target=target: objectives.dlr_targeted(labels, logits,
-                                                                            target)
-    for restart in range(restarts):
-      x_adv, now = _run(model_fn, x, y, eps, order, steps, loss_fn,
-                        _seed(seed, 100 * (t + 1) + restart), rho)
-      take = tf.logical_and(now, tf.logical_not(fooled))
-      best = tf.where(take[:, None, None, None], x_adv, best)
-      fooled = tf.logical_or(fooled, now)
+    def one_target(t=t, best=best, fooled=fooled):
+      target = ranked[:, t + 1]
+      loss_fn = lambda labels, logits: objectives.dlr_targeted(labels, logits, target)
+      for restart in range(restarts):
+        x_adv, now = _run(model_fn, x, y, eps, order, steps, loss_fn,
+                          _seed(seed, 100 * (t + 1) + restart), rho)
+        take = tf.logical_and(now, tf.logical_not(fooled))
+        best = tf.where(take[:, None, None, None], x_adv, best)
+        fooled = tf.logical_or(fooled, now)
+      return best, fooled
+
+    if static:
+      best, fooled = one_target()
+    else:  # Class count known only at run time: skip the targets past the last class.
+      best, fooled = tf.cond(t < num_classes - 1, one_target,
+                             lambda best=best, fooled=fooled: (best, fooled))
   return common.project(x, best, eps, order)

@@ -56,3 +56,24 @@ def is_correct(model_fn, x, y):
   """Boolean [B]: does the model predict `y` on `x`."""
   return tf.equal(tf.argmax(model_fn(x), axis=-1, output_type=tf.int32),
                   tf.cast(y, tf.int32))
+
+
+def num_classes(logits):
+  """The class count of `logits` [B, K]: a Python int when static, else an int32 tensor."""
+  static = logits.shape[-1]
+  return int(static) if static is not None else tf.shape(logits)[-1]
+
+
+def iterate(step, x_adv, steps):
+  """`steps` applications of `step` to `x_adv` as one graph loop (`tf.while_loop`).
+
+  A Python loop would unroll into `steps` copies of the model and its gradient: PGD-200
+  traced for minutes. The loop keeps the static shape of `x_adv`.
+  """
+  if steps == 1:
+    return step(x_adv)
+  _, x_adv = tf.while_loop(
+      lambda i, _: i < steps,
+      lambda i, z: (i + 1, tf.ensure_shape(step(z), x_adv.shape)),
+      (tf.constant(0), x_adv))
+  return x_adv

@@ -24,8 +24,8 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
     eps: radius of the threat ball, Python float in pixel units of [0, 1].
     step_size: size of each step; None means 2.5 * eps / steps (Madry et al.). Steps larger
       than `eps` are clamped to `eps`.
-    steps: number of iterations (Python int; the loop is unrolled, which measured faster
-      than `tf.while_loop` on CPU).
+    steps: number of iterations (Python int; one graph loop, so the traced graph does not
+      grow with `steps`).
     norm: `linf` or `l2`.
     random_start: start from a uniform point of the ball (Madry) instead of `x` (BIM).
     restarts: independent random starts; per example the first adversarial one is kept.
@@ -55,10 +55,12 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
       x_adv = common.random_start(x, eps, order, restart_seed)
     else:
       x_adv = x
-    for _ in range(steps):
-      x_adv = fast_gradient_method(model_fn, x_adv, step_size, order, loss_fn=loss_fn,
-                                   clip_min=0.0, clip_max=1.0, y=y, targeted=targeted)
-      x_adv = common.project(x, x_adv, eps, order)
+    def step(z):
+      z = fast_gradient_method(model_fn, z, step_size, order, loss_fn=loss_fn, clip_min=0.0,
+                               clip_max=1.0, y=y, targeted=targeted)
+      return common.project(x, z, eps, order)
+
+    x_adv = common.iterate(step, x_adv, steps)
     if restarts == 1:
       return x_adv
     success = tf.logical_not(common.is_correct(model_fn, x_adv, y))

@@ -3,13 +3,22 @@
 Only the predicted class of the model is used (never logits, never gradients). For a sign
 direction `d` in {-1, 1}^D the attack measures the smallest radius `r(d)` at which
 `clip(x + r d)` is misclassified (the decision boundary along the ray). Starting from
-`d = 1`, it flips the signs of blocks of `d` (1 block, then 2, 4, ... halves: a hierarchical
-search) and keeps a flip when the new direction reaches the boundary sooner: one query at
-the current best radius tells, then a bisection finds the new radius. An example is done
-when its radius is at most `eps` (success) or its query budget is spent.
+`d = 1` it flips the signs of blocks of `d`: the whole vector, then each half, each
+quarter, ... (a hierarchical search), and keeps a flip when the new direction reaches the
+boundary sooner: one query at the current best radius tells, then a bisection (down to a
+tolerance) finds the new radius.
 
-Our TensorFlow version, vectorised over the batch (every example flips the same block at
-the same time, each with its own direction and radius).
+As in the reference code (uclaml/RayS): the input is flattened channel-major (C, H, W)
+like a PyTorch tensor, so on RGB images a block covers whole rows of one channel; a stage
+ends at the last block that holds coordinates (`ceil(D / 2^stage)` coordinates each, the
+last one shorter), so no query is spent on empty blocks; once blocks are single
+coordinates the search keeps flipping single coordinates, in order, until the budget is
+spent. An example stops when its radius is at most `eps` (success; the reference goes on
+shrinking it, which does not change robust accuracy) or when it has used `queries`
+predictions (the bisection under way finishes, as in the reference).
+
+Our TensorFlow version, vectorised over the batch: every example flips the same block at
+the same time, each with its own direction, radius and query count.
 """
 
 import math
@@ -19,7 +28,39 @@ import tensorflow as tf
 from tfadv.attacks import common
 
 
-def rays(model_fn, x, y, eps, norm="linf", queries=10000, bisection_steps=12):
+def _to_flat(x):
+  """[B, H, W, C] -> [B, C*H*W], channel-major (the reference's PyTorch order)."""
+  return tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [tf.shape(x)[0], -1])
+
+
+def _from_flat(flat, shape):
+  """Inverse of `_to_flat` for images of `shape` [B, H, W, C]."""
+  chw = tf.reshape(flat, tf.stack([shape[0], shape[3], shape[1], shape[2]]))
+  return tf.transpose(chw, [0, 2, 3, 1])
+
+
+def block_bounds(stage, block, dim):
+  """[start, end) of block `block` of stage `stage` (2^stage blocks of ceil(dim/2^stage))."""
+  blocks = tf.bitwise.left_shift(1, stage)
+  size = (dim + blocks - 1) // blocks
+  start = block * size
+  return start, tf.minimum(dim, start + size)
+
+
+def next_block(stage, block, end, dim):
+  """The (stage, block) after `block`: a stage ends at its last block or at `end == dim`.
+
+  Stages stop growing once blocks are single coordinates (2^stage >= dim): the search
+  then cycles over single coordinates.
+  """
+  last_stage = max(int(math.ceil(math.log2(dim))), 0) if dim > 1 else 0
+  block = block + 1
+  done = tf.logical_or(tf.equal(block, tf.bitwise.left_shift(1, stage)), tf.equal(end, dim))
+  stage = tf.where(done, tf.minimum(stage + 1, last_stage), stage)
+  return stage, tf.where(done, 0, block)
+
+
+def rays(model_fn, x, y, eps, norm="linf", queries=10000, tolerance=None):
   """RayS under an L-inf budget.
 
   Args:
@@ -29,7 +70,8 @@ def rays(model_fn, x, y, eps, norm="linf", queries=10000, bisection_steps=12):
     eps: L-inf radius.
     norm: must be `linf`.
     queries: predictions per image (10000 in the paper's evaluations).
-    bisection_steps: queries of each bisection of a radius.
+    tolerance: the bisection stops when the radius is known to within this (L-inf units);
+      None is the reference's 1e-3 along the unit-L2 ray, i.e. `1e-3 / sqrt(D)`.
 
   Returns:
     `x + r d` (clipped) for the examples whose radius reached `eps`, `x` for the others.
@@ -43,59 +85,58 @@ def rays(model_fn, x, y, eps, norm="linf", queries=10000, bisection_steps=12):
   shape = tf.shape(x)
   batch = shape[0]
   dim = int(x.shape[1] * x.shape[2] * x.shape[3])
-  flat_x = tf.reshape(x, [batch, dim])
+  tol = 1e-3 / math.sqrt(dim) if tolerance is None else float(tolerance)
+  flat_x = _to_flat(x)
 
   def wrong(direction, radius):
     """One query per example: is clip(x + radius * direction) misclassified."""
     image = tf.clip_by_value(flat_x + radius[:, None] * direction, 0.0, 1.0)
-    labels = tf.argmax(model_fn(tf.reshape(image, shape)), -1, output_type=tf.int32)
+    labels = tf.argmax(model_fn(_from_flat(image, shape)), -1, output_type=tf.int32)
     return tf.not_equal(labels, y)
 
-  def bisect(direction, hi, todo):
+  def bisect(direction, hi, todo, used):
     """Smallest misclassified radius in (0, hi] along `direction` (hi is misclassified)."""
-    lo = tf.zeros_like(hi)
-    for _ in range(bisection_steps):
+
+    def body(lo, hi, used):
+      search = tf.logical_and(todo, hi - lo > tol)
       mid = (lo + hi) / 2.0
       hit = wrong(direction, mid)
-      hi = tf.where(tf.logical_and(todo, hit), mid, hi)
-      lo = tf.where(tf.logical_and(todo, tf.logical_not(hit)), mid, lo)
-    return hi
+      used += tf.cast(search, tf.int32)
+      hi = tf.where(tf.logical_and(search, hit), mid, hi)
+      lo = tf.where(tf.logical_and(search, tf.logical_not(hit)), mid, lo)
+      return lo, hi, used
 
-  direction = tf.ones([batch, dim])
-  # Radius 1 reaches every image of the box along the ray; inf = no boundary found yet.
-  start_hit = wrong(direction, tf.ones([batch]))
-  radius = tf.where(start_hit, bisect(direction, tf.ones([batch]), start_hit), math.inf)
-  used = 1 + tf.where(start_hit, bisection_steps, 0)
-  index = tf.range(dim)
+    _, hi, used = tf.while_loop(
+        lambda lo, hi, used: tf.reduce_any(tf.logical_and(todo, hi - lo > tol)), body,
+        (tf.zeros_like(hi), hi, used))
+    return hi, used
 
   def active(radius, used):
-    return tf.logical_and(radius > eps, used + 1 + bisection_steps <= queries)
+    return tf.logical_and(radius > eps, used < queries)
 
   def body(stage, block, direction, radius, used):
-    blocks = tf.bitwise.left_shift(1, stage)
-    size = (dim + blocks - 1) // blocks
-    in_block = tf.logical_and(index >= block * size, index < (block + 1) * size)
+    start, end = block_bounds(stage, block, dim)
+    index = tf.range(dim)
+    in_block = tf.logical_and(index >= start, index < end)
     todo = active(radius, used)
     flipped = tf.where(in_block[None, :], -direction, direction)
+    # Radius 1 reaches the corner of the box along any ray (the reference's infinity).
     probe = tf.minimum(radius, 1.0)
     hit = tf.logical_and(todo, wrong(flipped, probe))
     used += tf.cast(todo, tf.int32)
-    new_radius = bisect(flipped, probe, hit)
-    used += tf.where(hit, bisection_steps, 0)
+    new_radius, used = bisect(flipped, probe, hit, used)
     better = tf.logical_and(hit, new_radius < radius)
     direction = tf.where(better[:, None], flipped, direction)
     radius = tf.where(better, new_radius, radius)
-    block += 1
-    next_stage = tf.where(block >= blocks, stage + 1, stage)
-    block = tf.where(block >= blocks, 0, block)
-    # Blocks smaller than one coordinate: start again from one block.
-    next_stage = tf.where(tf.bitwise.left_shift(1, next_stage) > dim, 0, next_stage)
-    return next_stage, block, direction, radius, used
+    stage, block = next_block(stage, block, end, dim)
+    return stage, block, direction, radius, used
 
+  state = (tf.constant(0), tf.constant(0), tf.ones([batch, dim]), tf.fill([batch], math.inf),
+           tf.zeros([batch], tf.int32))
   _, _, direction, radius, _ = tf.while_loop(
       lambda stage, block, direction, radius, used: tf.reduce_any(active(radius, used)),
-      body, (tf.constant(0), tf.constant(0), direction, radius, used))
+      body, state)
   success = radius <= eps
-  x_adv = tf.clip_by_value(flat_x + tf.where(success, radius, 0.0)[:, None] * direction,
-                           0.0, 1.0)
-  return common.project(x, tf.reshape(x_adv, shape), eps, math.inf)
+  flat_adv = tf.clip_by_value(flat_x + tf.where(success, radius, 0.0)[:, None] * direction,
+                              0.0, 1.0)
+  return common.project(x, _from_flat(flat_adv, shape), eps, math.inf)

@@ -2,10 +2,12 @@
 
 cleverhans' `spsa` fails on Keras 3: its `SPSAAdam` subclasses `tf.optimizers.Adam` and
 passes `lr=`, which Keras 3 rejects, and it needs a batch of one image. Its algorithm is
-sound, so we keep cleverhans' own driver (`projected_optimization`: random start in the
-ball, an optimizer step, projection onto the ball and [0, 1]) and its margin loss, and
-supply the optimizer it expects (`init_state` / `minimize`) as a plain object of our own,
-which also estimates the gradient of a whole batch at once.
+sound, so we keep its margin loss and its driver's steps (uniform random start in the
+ball, an optimizer step, projection onto the ball and [0, 1]), with an optimizer of our own
+(`init_state` / `minimize`) that estimates the gradient of a whole batch at once. Unlike
+cleverhans' driver, which returns the last iterate, an example counts as broken when any
+iterate fooled the model (the first fooling iterate is kept): the reference's early stop
+at a loss below 0 does the same for one image.
 """
 
 from cleverhans.tf2.attacks import spsa as cleverhans_spsa
@@ -80,7 +82,8 @@ def spsa(model_fn, x, y, eps, norm="linf", steps=100, learning_rate=0.01, delta=
     targeted: move towards `y`.
 
   Returns:
-    Adversarial images within `eps` (L-inf) of `x` and in [0, 1].
+    Images within `eps` (L-inf) of `x` and in [0, 1]: per example the first iterate that
+    fooled the model (reached `y` when `targeted`), else the last iterate.
   """
   if common.norm_order(norm) != common.norm_order("linf"):
     raise ValueError(f"Invalid norm: expected 'linf' for spsa; received norm={norm!r}")
@@ -104,6 +107,29 @@ def spsa(model_fn, x, y, eps, norm="linf", steps=100, learning_rate=0.01, delta=
                                                     nb_classes=logits.shape[-1])
 
   optimizer = SpsaAdam(learning_rate, delta, samples, iters)
-  x_adv = cleverhans_spsa.projected_optimization(loss_fn, x, y, eps, steps, optimizer,
-                                                 clip_min=0.0, clip_max=1.0)
+
+  def project(perturbation):
+    return tf.clip_by_value(x + tf.clip_by_value(perturbation, -eps, eps), 0.0, 1.0) - x
+
+  def success(perturbation):
+    fooled = tf.logical_not(common.is_correct(model_fn, x + perturbation, y))
+    return tf.logical_not(fooled) if targeted else fooled
+
+  start = project(tf.random.uniform(tf.shape(x), -eps, eps))
+  state = optimizer.init_state([start])
+  fooled = success(start)
+
+  def body(i, perturbation, flat_state, best, fooled):
+    new, new_state = optimizer.minimize(lambda d: loss_fn(x + d, y), [perturbation],
+                                        tf.nest.pack_sequence_as(state, flat_state))
+    new = project(new[0])
+    now = success(new)
+    first = tf.logical_and(now, tf.logical_not(fooled))
+    best = tf.where(first[:, None, None, None], new, best)
+    return i + 1, new, tf.nest.flatten(new_state), best, tf.logical_or(fooled, now)
+
+  _, last, _, best, fooled = tf.while_loop(
+      lambda i, *_: i < steps, body,
+      (tf.constant(0), start, tf.nest.flatten(state), start, fooled))
+  x_adv = x + tf.where(fooled[:, None, None, None], best, last)
   return common.project(x, x_adv, eps, common.norm_order("linf"))

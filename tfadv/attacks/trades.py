@@ -23,7 +23,7 @@ def trades(model_fn, x, y=None, eps=0.1, step_size=None, steps=10, norm="linf", 
     y: unused (the objective needs no labels); accepted for the common calling convention.
     eps: radius of the threat ball, Python float in pixel units of [0, 1].
     step_size: size of each step; None means 2.5 * eps / steps. Clamped to `eps`.
-    steps: number of iterations (Python int; the loop is unrolled).
+    steps: number of iterations (Python int; one graph loop).
     norm: `linf` (signed gradient steps) or `l2` (normalised gradient steps).
     seed: optional int tensor [2] making the small Gaussian start stateless (replayable
       training steps); None uses TensorFlow's stateful RNG.
@@ -45,7 +45,8 @@ def trades(model_fn, x, y=None, eps=0.1, step_size=None, steps=10, norm="linf", 
   else:
     noise = tf.random.stateless_normal(tf.shape(x), tf.cast(seed, tf.int64))
   x_adv = common.project(x, x + 0.001 * noise, eps, order)
-  for _ in range(steps):
+
+  def step(x_adv):
     with tf.GradientTape() as tape:
       tape.watch(x_adv)
       kl = tf.reduce_sum(trades_loss.kl_divergence(clean_logits, model_fn(x_adv)))
@@ -55,5 +56,6 @@ def trades(model_fn, x, y=None, eps=0.1, step_size=None, steps=10, norm="linf", 
     else:
       flat = tf.reshape(grad, [tf.shape(grad)[0], -1])
       direction = tf.reshape(tf.math.l2_normalize(flat, axis=1, epsilon=1e-12), tf.shape(x))
-    x_adv = common.project(x, tf.stop_gradient(x_adv + step_size * direction), eps, order)
-  return x_adv
+    return common.project(x, tf.stop_gradient(x_adv + step_size * direction), eps, order)
+
+  return common.iterate(step, x_adv, steps)

@@ -18,12 +18,15 @@ def attack_label(config):
   """Report key of an attack: `fgsm`, `pgd20`, `pgd20x5` (restarts), `pgd20_l2`, `cw_linf100`.
 
   Attacks other than PGD are named by their `steps` and `restarts` options when given, and
-  A3 by its base attack (`a3_pgd10`).
+  A3 by its base attack (`a3_pgd10`), AutoAttack by a non-standard version
+  (`autoattack_rand`).
   """
   name = config.name
   options = dict(config.params)
   if "base" in options:
     name += f"_{options['base']}"
+  if options.get("version", "standard") != "standard":  # autoattack:version=rand
+    name += f"_{options['version']}"
   if config.name == "pgd":
     name += str(config.steps)
     if config.restarts > 1:
