@@ -1,0 +1,134 @@
+"""Training knobs: warm-up, Nesterov, coupled weight decay, steps_per_loop, mixed precision."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv import config as config_lib
+from tfadv.data import datasets
+from tfadv.models import zoo
+from tfadv.training import trainer
+
+
+def _digits():
+  return datasets.load(config_lib.DataConfig(name="digits"))
+
+
+SMALL = config_lib.ModelConfig(name="small_cnn", width=8)
+
+
+def _defense(random_start=False):
+  return config_lib.DefenseConfig(name="pat", attack=config_lib.AttackConfig(
+      name="pgd", eps=0.1, steps=2, random_start=random_start))
+
+
+def _config(model_dir, **kw):
+  fields = dict(model_dir=str(model_dir), batch_size=32, train_steps=2, checkpoint_every=100,
+                log_every=1, image_every=0, progress=False, seed=5)
+  fields.update(kw)
+  return config_lib.TrainConfig(**fields)
+
+
+def _weights(model):
+  return [v.numpy() for v in model.weights]
+
+
+def test_warmup_rises_linearly_then_runs_the_schedule_over_the_rest():
+  cfg = config_lib.TrainConfig(learning_rate=0.1, schedule="piecewise", warmup_steps=10)
+  schedule = trainer.learning_rate(cfg, 110)
+  assert np.isclose(float(schedule(0)), 0.01)
+  assert np.isclose(float(schedule(4)), 0.05)
+  assert np.isclose(float(schedule(10)), 0.1)
+  # The piecewise bounds (50 %, 75 %) are of the 100 steps after the warm-up.
+  assert np.isclose(float(schedule(10 + 50)), 0.1)  # PiecewiseConstantDecay: step <= bound
+  assert np.isclose(float(schedule(10 + 51)), 0.01)
+  assert np.isclose(float(schedule(10 + 76)), 0.001)
+  assert trainer.learning_rate(config_lib.TrainConfig(learning_rate=0.1), 100) == 0.1
+
+
+def test_nesterov_and_loss_scaling_reach_the_optimizer():
+  sgd = trainer.build_optimizer(config_lib.TrainConfig(optimizer="sgd", nesterov=True), 10)
+  assert sgd.nesterov
+  assert not trainer.build_optimizer(config_lib.TrainConfig(optimizer="sgd"), 10).nesterov
+  fp16 = trainer.build_optimizer(config_lib.TrainConfig(precision="mixed_float16"), 10)
+  assert isinstance(fp16, keras.optimizers.LossScaleOptimizer)
+  coupled = config_lib.TrainConfig(optimizer="sgd", weight_decay=5e-4,
+                                   weight_decay_mode="coupled")
+  assert trainer.build_optimizer(coupled, 10).weight_decay is None  # not also decoupled
+  assert trainer.coupled_weight_decay(coupled) == 5e-4
+
+
+def test_coupled_weight_decay_adds_wd_times_w_to_the_gradient(tmp_path):
+  # SGD (momentum 0.9, zero at start): the first update is -lr * (g + wd * w0), so the
+  # coupled run differs from the undecayed one by exactly -lr * wd * w0.
+  data = _digits()
+  lr, wd = 0.05, 0.2
+  base = dict(optimizer="sgd", learning_rate=lr, train_steps=1)
+  plain = trainer.train(data, SMALL, _defense(), _config(tmp_path / "plain", **base))
+  coupled = trainer.train(data, SMALL, _defense(), _config(
+      tmp_path / "coupled", weight_decay=wd, weight_decay_mode="coupled", **base))
+  keras.utils.set_random_seed(5)
+  initial = zoo.build_model(SMALL, data.image_shape, data.num_classes)
+  for w0, a, b, v in zip(_weights(initial), _weights(plain.model), _weights(coupled.model),
+                         plain.model.weights):
+    if v.trainable:
+      np.testing.assert_allclose(b - a, -lr * wd * w0, atol=2e-6)
+  # Through the momentum the coupled decay differs from the decoupled one at step 2.
+  two = dict(base, train_steps=2, weight_decay=wd)
+  c2 = trainer.train(data, SMALL, _defense(), _config(tmp_path / "c2", weight_decay_mode="coupled", **two))
+  d2 = trainer.train(data, SMALL, _defense(), _config(tmp_path / "d2", **two))
+  assert any(not np.allclose(a, b, atol=1e-6)
+             for a, b in zip(_weights(c2.model), _weights(d2.model)))
+
+
+def test_steps_per_loop_gives_the_same_run_and_exact_boundaries(tmp_path):
+  data = _digits()
+  kw = dict(train_steps=7, checkpoint_every=3, log_every=3, defense_seed=None)
+  kw.pop("defense_seed")
+  one = trainer.train(data, SMALL, _defense(True), _config(tmp_path / "one", **kw))
+  loop = trainer.train(data, SMALL, _defense(True),
+                       _config(tmp_path / "loop", steps_per_loop=4, **kw))
+  for a, b in zip(_weights(one.model), _weights(loop.model)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert np.isclose(one.metrics["loss"], loop.metrics["loss"], rtol=1e-5)
+  manager = tf.train.get_checkpoint_state(os.path.join(tmp_path, "loop", "checkpoints"))
+  saved = sorted(int(p.rsplit("-", 1)[1]) for p in manager.all_model_checkpoint_paths)
+  assert saved == [3, 6, 7]
+  # Resume inside a loop: stop at 3, continue to 7 with loops of 4 -> same weights.
+  trainer.train(data, SMALL, _defense(True),
+                _config(tmp_path / "part", steps_per_loop=4, **dict(kw, train_steps=3)))
+  resumed = trainer.train(data, SMALL, _defense(True),
+                          _config(tmp_path / "part", steps_per_loop=4, **kw))
+  assert resumed.resumed_from.endswith("ckpt-3")
+  for a, b in zip(_weights(one.model), _weights(resumed.model)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+RESNET = config_lib.ModelConfig(name="resnet18", width=4)
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_bfloat16_trains_with_the_float32_loss_within_tolerance(tmp_path, strategy):
+  if strategy == "mirrored" and len(tf.config.list_logical_devices("CPU")) < 2:
+    pytest.skip("needs the 2 virtual CPU devices configured in conftest.py")
+  make = lambda: (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+                  if strategy == "mirrored" else None)
+  data = _digits()
+  kw = dict(train_steps=3, learning_rate=1e-3)
+  fp32 = trainer.train(data, RESNET, _defense(), _config(tmp_path / "fp32", **kw),
+                       strategy=make())
+  bf16 = trainer.train(data, RESNET, _defense(), _config(
+      tmp_path / "bf16", precision="mixed_bfloat16", **kw), strategy=make())
+  assert keras.mixed_precision.global_policy().name == "float32"  # no leak
+  assert bf16.model.get_layer("conv1_conv").compute_dtype == "bfloat16"
+  assert bf16.model.get_layer("logits").compute_dtype == "float32"
+  assert bf16.model.get_layer("conv1_conv").kernel.dtype == "float32"  # float32 masters
+  for key in ("loss", "adv_ce"):
+    assert np.isfinite(bf16.metrics[key])
+    np.testing.assert_allclose(bf16.metrics[key], fp32.metrics[key], rtol=0.05)
+  assert all(np.isfinite(w).all() for w in _weights(bf16.model))
+  x = next(iter(data.test.batch(8)))[0]
+  assert bf16.model(x).dtype == tf.float32
