@@ -14,7 +14,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import export as export_lib
+from serving import signatures
 
 BATCH_SIZES = (1, 4)
 
@@ -58,12 +58,12 @@ def warmup_requests(model_name, input_shape, batch_sizes=BATCH_SIZES):
   logs = []
   for batch_size in batch_sizes:
     images = pattern_images(batch_size, tuple(input_shape))
-    logs.append(_request(model_name, export_lib.DEFAULT_SIGNATURE, export_lib.IMAGES_KEY,
+    logs.append(_request(model_name, signatures.DEFAULT_SIGNATURE, signatures.IMAGES_KEY,
                          images))
     encoded = np.array([encode_png(image) for image in images], dtype=object)
-    logs.append(_request(model_name, export_lib.BYTES_SIGNATURE, export_lib.IMAGE_BYTES_KEY,
+    logs.append(_request(model_name, signatures.BYTES_SIGNATURE, signatures.IMAGE_BYTES_KEY,
                          encoded))
-    logs.append(_request(model_name, export_lib.EXPLAIN_SIGNATURE, export_lib.IMAGES_KEY,
+    logs.append(_request(model_name, signatures.EXPLAIN_SIGNATURE, signatures.IMAGES_KEY,
                          images))
   return logs
 

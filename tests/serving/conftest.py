@@ -53,14 +53,17 @@ def served(tmp_path_factory):
   x, y = next(iter(data.test.batch(64)))
   x, y = x.numpy(), y.numpy()
   accuracy = float(np.mean(np.argmax(result.model(x).numpy(), -1) == y))
-  report = {"clean_accuracy": accuracy, "eps": 0.1,
-            "attacks": {"pgd5": {"accuracy": 0.25}}}
+  report = {"clean_accuracy": accuracy, "eps": 0.1, "num_examples": 64,
+            "attacks": {"pgd5": {"accuracy": 0.25, "params": {"eps": 0.1, "steps": 5}},
+                        "autoattack": {"accuracy": 0.125, "params": {"eps": 0.1}}},
+            "defense_settings": {"alp_weight": 0.5, "at_weight": 1.0},
+            "warnings": ["PGD-100 is not below PGD-20 (example warning)"]}
   run_config = trainer.read_run_config(train_config.model_dir)
   export_base = str(root / "models")
   version_dir = export_lib.export(
       result.model, export_base, MODEL_NAME,
       metadata=workflow.export_metadata(run_config, report),
       tap_names=zoo.tap_layer_names("small_cnn"),
-      gradcam_name=zoo.gradcam_layer_name("small_cnn"))
+      gradcam_name=zoo.gradcam_layer_name("small_cnn"), report=report, accept_uint8=True)
   return Served(result.model, train_config.model_dir, export_base, MODEL_NAME, version_dir,
                 run_config, report, x, y, tuple(data.class_names))

@@ -42,7 +42,7 @@ def _expected(model, x):
   cam, outputs = gradcam_lib.gradcam(tapped, tf.constant(x))
   logits = model(x, training=False).numpy()
   expected = {"logits": logits, "probabilities": tf.nn.softmax(logits).numpy(),
-              "classes": logits.argmax(-1),
+              "class_ids": logits.argmax(-1),
               "gradcam": gradcam_lib.normalize_cam(cam, size=x.shape[1:3]).numpy()}
   for i, features in enumerate(outputs["taps"]):
     expected[f"attention_{i}"] = maps.attention_image(features).numpy()
@@ -57,7 +57,10 @@ def test_layout_is_base_name_integer_version(served):
   assert os.listdir(served.base_path) == ["1"]  # No temporary directory left behind.
 
 
-def test_saved_model_cli_lists_three_predict_signatures(served):
+IMAGE_SIGNATURES = ("serving_default", "predict_images", "explain")
+
+
+def test_saved_model_cli_lists_the_signatures(served):
   proc = subprocess.run(["saved_model_cli", "show", "--dir", served.version_dir, "--all"],
                         capture_output=True, text=True, timeout=120, env=ENV)
   assert proc.returncode == 0, proc.stderr
@@ -68,15 +71,23 @@ def test_saved_model_cli_lists_three_predict_signatures(served):
     blocks[name] = block
   assert set(export_lib.SIGNATURES) <= set(blocks), text
   for name in export_lib.SIGNATURES:
-    assert "Method name is: tensorflow/serving/predict" in blocks[name], blocks[name]
-  assert "dtype: DT_FLOAT\n        shape: (-1, 8, 8, 1)" in blocks["serving_default"]
+    method = "classify" if name == "classify" else "predict"
+    assert f"Method name is: tensorflow/serving/{method}" in blocks[name], blocks[name]
+  # Any shape goes in: the graph checks it and answers with a message (not the conv's).
+  assert "dtype: DT_FLOAT\n        shape: (-1, -1, -1, -1)" in blocks["serving_default"]
   assert "dtype: DT_STRING\n        shape: (-1)" in blocks["predict_images"]
-  for output in ("logits", "probabilities", "classes"):
-    for name in export_lib.SIGNATURES:
+  for output in ("logits", "probabilities", "class_ids", "classes"):
+    for name in IMAGE_SIGNATURES:
       assert f"outputs['{output}']" in blocks[name]
   for output in ("gradcam", "attention_0", "attention_3"):
     assert f"outputs['{output}']" in blocks["explain"]
-  assert "dtype: DT_INT32" in blocks["serving_default"].split("outputs['classes']")[1]
+  assert "dtype: DT_INT32" in blocks["serving_default"].split("outputs['class_ids']")[1]
+  assert blocks["serving_default"].split("outputs['classes']")[1].split("dtype: ")[1].startswith(
+      "DT_STRING")
+  # TF Serving's classify contract: one string input `inputs`, `classes` and `scores`.
+  assert "inputs['inputs']" in blocks["classify"]
+  assert "outputs['classes']" in blocks["classify"] and "outputs['scores']" in blocks["classify"]
+  assert "predict_uint8" in blocks  # The fixture asks for it (accept_uint8=True).
 
 
 _FRESH_PROCESS_CHECK = r"""
@@ -86,6 +97,7 @@ import tensorflow as tf
 
 path, data_path = sys.argv[1], sys.argv[2]
 data = np.load(data_path, allow_pickle=True)
+names = [str(n) for n in data["class_names"]]
 graph = tf.Graph()
 with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
   meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
@@ -98,14 +110,18 @@ with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
       assert sig.method_name == "tensorflow/serving/predict", sig.method_name
       fetches = {k: v.name for k, v in sig.outputs.items()}
       out = sess.run(fetches, feed_dict={sig.inputs[key].name: value})
-      expected_keys = ["logits", "probabilities", "classes"]
+      expected_keys = ["logits", "probabilities", "class_ids", "classes"]
       if signature == "explain":
         expected_keys += ["gradcam"] + [f"attention_{i}" for i in range(4)]
       assert sorted(out) == sorted(expected_keys), sorted(out)
       for k in expected_keys:
+        ids = data[("png_" if signature == "predict_images" else "") + "class_ids"][:batch]
+        if k == "classes":
+          assert [c.decode() for c in out[k]] == [names[i] for i in ids], (out[k], ids)
+          continue
         want = data[("png_" if signature == "predict_images" else "") + k][:batch]
         assert out[k].shape == want.shape, (signature, k, out[k].shape, want.shape)
-        if k == "classes":
+        if k == "class_ids":
           assert out[k].dtype == np.int32 and (out[k] == want).all(), (signature, out[k], want)
         else:
           np.testing.assert_allclose(out[k], want, rtol=1e-4, atol=1e-5,
@@ -122,7 +138,8 @@ def test_fresh_process_session_loader_matches_keras_for_two_batch_sizes(served, 
   png = np.array([warmup_lib.encode_png(image) for image in x], dtype=object)
   quantised = np.stack([tf.io.decode_png(p).numpy() / 255.0 for p in png]).astype(np.float32)
   assert np.abs(quantised - x).max() <= 1 / 255
-  data = {"x": x, "png": png, **_expected(served.model, x)}
+  data = {"x": x, "png": png, "class_names": np.array(served.class_names),
+          **_expected(served.model, x)}
   data.update({f"png_{k}": v for k, v in _expected(served.model, quantised).items()})
   np.savez(tmp_path / "data.npz", **data)
   proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS_CHECK, served.version_dir,
@@ -157,8 +174,10 @@ def test_metadata_records_what_was_deployed(served):
   assert meta["defense"]["name"] == "at_alp"
   assert meta["defense"]["attack"]["eps"] == 0.1
   assert meta["robustness"] == {"clean_accuracy": served.report["clean_accuracy"],
-                                "eps": 0.1, "attacks": {"pgd5": 0.25}}
-  assert meta["signatures"] == ["serving_default", "predict_images", "explain"]
+                                "eps": 0.1, "attacks": {"pgd5": 0.25, "autoattack": 0.125}}
+  assert meta["signatures"] == ["serving_default", "predict_images", "explain", "classify",
+                                "model_card", "predict_uint8"]
+  assert meta["class_names"] == list(served.class_names)
   assert meta["warmup_requests"] == 3 * len(warmup_lib.BATCH_SIZES)
   loaded = tf.saved_model.load(served.version_dir)
   assert json.loads(loaded.tfadv_metadata[0].numpy().decode()) == meta
@@ -196,6 +215,7 @@ def test_exporting_twice_gives_versions_1_and_2(served, tmp_path):
   assert (first, second) == (os.path.join(base, "m", "1"), os.path.join(base, "m", "2"))
   assert export_lib.versions(os.path.join(base, "m")) == [1, 2]
   assert export_lib.read_metadata(second)["warmup_requests"] == 0
+  assert "predict_uint8" not in export_lib.read_metadata(second)["signatures"]  # Opt-in only.
 
 
 def test_failed_export_leaves_no_version_and_keeps_existing(served, tmp_path, monkeypatch):

@@ -1,0 +1,146 @@
+"""The model card of an export: `assets.extra/model_card.json` and `model_card.md`.
+
+The JSON follows the sections of the Model Card Toolkit schema (`model_details`,
+`model_parameters`, `quantitative_analysis`, `considerations`) and adds `robustness`: the
+defense and its weights, the threat model, epsilon and norm, every attack's accuracy from the
+latest report and its sanity-check warnings. Pure Python over the export metadata
+(`tfadv.workflow.export_metadata`) and the report dict: no TensorFlow.
+"""
+
+import json
+
+SCHEMA_VERSION = "0.0.2"  # Model Card Toolkit's schema the sections follow.
+
+
+def _attack_rows(report):
+  rows = []
+  for name, entry in (report or {}).get("attacks", {}).items():
+    params = entry.get("params", {})
+    rows.append({"attack": name, "accuracy": entry.get("accuracy"),
+                 "eps": params.get("eps", report.get("eps")),
+                 "norm": params.get("norm", "linf"), "params": params})
+  return rows
+
+
+def _pick(rows, *prefixes):
+  return [r for r in rows if r["attack"].lower().startswith(prefixes)]
+
+
+def build(meta, report=None):
+  """The model card dict of one export.
+
+  Args:
+    meta: the export metadata (dataset, model, defense, model_name, version, input_shape,
+      class_names, exported_at).
+    report: the robustness report (`report.json` of the run), or None.
+  """
+  dataset = meta.get("dataset", {})
+  model = meta.get("model", {})
+  defense = dict(meta.get("defense", {}))
+  attack = defense.pop("attack", {}) or {}
+  rows = _attack_rows(report)
+  clean = report.get("clean_accuracy") if report else None
+  warnings = list((report or {}).get("warnings", []))
+  metrics = []
+  if clean is not None:
+    metrics.append({"type": "accuracy", "value": f"{clean:.4f}", "slice": "clean"})
+  for row in rows:
+    metrics.append({"type": "accuracy", "value": f"{row['accuracy']:.4f}",
+                    "slice": f"{row['attack']} ({row['norm']}, eps={row['eps']})"})
+  pgd, autoattack = _pick(rows, "pgd"), _pick(rows, "autoattack", "apgd")
+  threat = (report or {}).get("threat_model", "white")
+  limitations = [
+      f"Robust only to {attack.get('norm', 'linf')} perturbations up to eps="
+      f"{attack.get('eps')} in [0, 1] pixel units, the training threat; other norms, larger "
+      "perturbations, corruptions and distribution shift are not covered.",
+      "Inputs must be float images in [0, 1] of the training size (the signatures reject "
+      "anything else); the figures hold only for such inputs.",
+      "Empirical robustness measured by the listed attacks on "
+      f"{(report or {}).get('num_examples', 'an unknown number of')} test examples, not a "
+      "certified bound.",
+  ]
+  if not autoattack:
+    limitations.append("Not evaluated with AutoAttack: PGD alone can overestimate robustness.")
+  if report is None:
+    limitations.append("No robustness report was found: the robustness figures are missing.")
+  card = {
+      "schema_version": SCHEMA_VERSION,
+      "model_details": {
+          "name": meta.get("model_name"),
+          "overview": (f"{model.get('name')} classifier of {dataset.get('name')} images "
+                       f"hardened with the {defense.get('name')} defense "
+                       f"(adversarial training at eps={attack.get('eps')})."),
+          "version": {"name": str(meta.get("version")), "date": meta.get("exported_at")},
+          "references": [{"reference": "https://arxiv.org/abs/1803.06373"}],
+      },
+      "model_parameters": {
+          "model_architecture": model.get("name"),
+          "input_shape": meta.get("input_shape"),
+          "input_format": (f"images float32 [N, {', '.join(map(str, meta.get('input_shape', [])))}]"
+                           " in [0, 1] (or PNG/JPEG bytes, predict_images)"),
+          "output_format": "logits, probabilities, class_ids, classes (class names)",
+          "data": [{"name": dataset.get("name"), "classes": meta.get("class_names", []),
+                    "image_shape": dataset.get("image_shape")}],
+      },
+      "quantitative_analysis": {"performance_metrics": metrics},
+      "considerations": {
+          "users": [{"description": "operators serving an image classifier that must resist "
+                                    "small adversarial perturbations"}],
+          "use_cases": [{"description": f"classifying {dataset.get('name')} images "
+                                        f"({len(meta.get('class_names', []))} classes)"}],
+          "limitations": [{"description": text} for text in limitations],
+          "ethical_considerations": [{"name": w, "mitigation_strategy": "re-evaluate with "
+                                      "stronger attacks before relying on the figures"}
+                                     for w in warnings],
+      },
+      "robustness": {
+          "defense": defense.get("name"),
+          # The report lists only what the recipe reads; else the whole recorded config.
+          "defense_weights": (report or {}).get("defense_settings") or {
+              k: v for k, v in defense.items() if k != "name"},
+          "training_attack": attack,
+          "threat_model": threat,
+          "eps": attack.get("eps"),
+          "norm": attack.get("norm", "linf"),
+          "clean_accuracy": clean,
+          "pgd": pgd,
+          "autoattack": autoattack,
+          "attacks": rows,
+          "sanity_warnings": warnings,
+      },
+  }
+  return card
+
+
+def markdown(card):
+  """The model card as Markdown."""
+  details, robustness = card["model_details"], card["robustness"]
+  params = card["model_parameters"]
+  lines = [f"# Model card: {details['name']} (version {details['version']['name']})", "",
+           details["overview"], "",
+           "## Model", "",
+           f"- Architecture: {params['model_architecture']}",
+           f"- Input: {params['input_format']}",
+           f"- Output: {params['output_format']}",
+           f"- Training data: {params['data'][0]['name']}, classes: "
+           f"{', '.join(map(str, params['data'][0]['classes']))}", "",
+           "## Robustness", "",
+           f"- Defense: {robustness['defense']}; weights: "
+           + (", ".join(f"{k}={v}" for k, v in robustness["defense_weights"].items()) or "-"),
+           f"- Threat model: {robustness['threat_model']} box, {robustness['norm']} norm, "
+           f"eps = {robustness['eps']} (pixel units of [0, 1])", "",
+           "| evaluation | accuracy |", "|---|---|"]
+  for metric in card["quantitative_analysis"]["performance_metrics"]:
+    lines.append(f"| {metric['slice']} | {float(metric['value']):.2%} |")
+  if not card["quantitative_analysis"]["performance_metrics"]:
+    lines.append("| (no report) | - |")
+  lines += ["", "## Sanity checks", ""]
+  lines += [f"- WARNING: {w}" for w in robustness["sanity_warnings"]] or ["No warnings."]
+  lines += ["", "## Intended use and limitations", ""]
+  lines += [f"- {u['description']}" for u in card["considerations"]["use_cases"]]
+  lines += [f"- {l['description']}" for l in card["considerations"]["limitations"]]
+  return "\n".join(lines) + "\n"
+
+
+def to_json(card):
+  return json.dumps(card, indent=2, sort_keys=False) + "\n"
