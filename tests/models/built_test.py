@@ -71,8 +71,8 @@ def test_rebuild_copies_weights():
 def test_custom_layers_round_trip_their_config():
   cases = [
       (noise.NoiseInjection("laplace", 0.3), ("distribution", "scale")),
-      (randomization.RandomResizePad((12, 13), min_size=9, max_size=11),
-       ("size", "min_size", "max_size")),
+      (randomization.RandomResizePad((12, 13), min_size=9, max_size=11, per_example=True),
+       ("size", "min_size", "max_size", "per_example")),
       (denoise.NonLocalMean(softmax=False), ("softmax",)),
       (ensemble.MeanSoftmaxLogits(), ()),
   ]

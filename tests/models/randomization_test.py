@@ -134,3 +134,16 @@ def test_compiles_with_xla():
   outs = [fn(x).numpy() for _ in range(8)]
   assert all(o.shape == (2, 11, 11, 1) for o in outs)
   assert any(not np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_per_example_draws():
+  layer = randomization.RandomResizePad((31, 31), per_example=True)
+  out = layer(tf.ones((40, 28, 28, 1))).numpy()
+  boxes = {_box(image) for image in out}
+  assert len(boxes) > 5  # different sizes/offsets within one batch
+  for image, (top, left, h, w) in zip(out, map(_box, out)):
+    assert h == w and 28 <= h <= 30 and top <= 31 - h and left <= 31 - w
+    np.testing.assert_array_equal(image[top:top + h, left:left + w], 1.0)
+    assert image.sum() == h * w
+  assert randomization.build(config_lib.ModelConfig(name="small_cnn", width=2), (8, 8, 1), 3,
+                             per_example=True).model.get_layer("random_resize_pad").per_example

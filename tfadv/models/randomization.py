@@ -3,8 +3,9 @@
 Before the classifier, each call resizes the images to a random `r x r` (nearest
 neighbour) with `r` uniform in `[H, S)`, then zero-pads them to a fixed `S x S` at a random
 offset. The paper (299x299 Inception inputs) uses `S = 331`; here `S = round(H * 331/299)`
-by default. One size and one offset are drawn per call (per batch), as in the reference
-(github:cihangxie/NIPS2017_adv_challenge_defense, `defense.py`).
+by default. By default one size and one offset are drawn per call (per batch), as in the
+reference (github:cihangxie/NIPS2017_adv_challenge_defense, `defense.py`);
+`per_example=True` draws them for each image.
 
 The layer is random at inference AND in training: it is the defense, so it lives inside
 the model (and in the exported SavedModel, whose served predictions are randomised the
@@ -44,13 +45,15 @@ class RandomResizePad(layers.Layer):
     min_size: smallest resized height (default: the input height).
     max_size: largest resized height (default: `size[0] - 1`, the paper's half-open
       range; the input height when that is smaller).
+    per_example: draw the size and offset for each image instead of once per call.
   """
 
-  def __init__(self, size, min_size=None, max_size=None, **kwargs):
+  def __init__(self, size, min_size=None, max_size=None, per_example=False, **kwargs):
     super().__init__(**kwargs)
     self.size = tuple(int(s) for s in size)
     self.min_size = None if min_size is None else int(min_size)
     self.max_size = None if max_size is None else int(max_size)
+    self.per_example = bool(per_example)
 
   def build(self, input_shape):
     height, width = int(input_shape[1]), int(input_shape[2])
@@ -65,25 +68,33 @@ class RandomResizePad(layers.Layer):
     height, width = self._input_hw
     low, high = self._range
     out_h, out_w = self.size
-    r = tf.random.uniform([], low, high + 1, dtype=tf.int32)
+    batch = tf.shape(images)[0]
+    draws = [batch] if self.per_example else [1]
+    r = tf.random.uniform(draws, low, high + 1, dtype=tf.int32)
     r_w = tf.cast(tf.round(tf.cast(r, tf.float32) * (width / height)), tf.int32)
     r_w = tf.clip_by_value(r_w, 1, out_w)
-    top = tf.random.uniform([], 0, out_h - r + 1, dtype=tf.int32)
-    left = tf.random.uniform([], 0, out_w - r_w + 1, dtype=tf.int32)
+    # Uniform integer offsets in [0, S - r] (a per-image upper bound).
+    top = tf.cast(tf.floor(tf.random.uniform(draws) * tf.cast(out_h - r + 1, tf.float32)),
+                  tf.int32)
+    left = tf.cast(tf.floor(tf.random.uniform(draws) * tf.cast(out_w - r_w + 1, tf.float32)),
+                   tf.int32)
     # Resize and pad as one gather onto the fixed output grid: every shape is static, so
     # the layer also compiles with XLA (a resize to a random size does not).
-    rows, row_mask = _source_indices(out_h, top, r, height)
+    rows, row_mask = _source_indices(out_h, top, r, height)  # [draws, S]
     cols, col_mask = _source_indices(out_w, left, r_w, width)
-    placed = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-    mask = tf.cast(row_mask[:, None] & col_mask[None, :], images.dtype)[None, :, :, None]
-    return placed * mask
+    rows = tf.broadcast_to(rows, [batch, out_h])
+    cols = tf.broadcast_to(cols, [batch, out_w])
+    placed = tf.gather(images, rows, axis=1, batch_dims=1)
+    placed = tf.gather(placed, cols, axis=2, batch_dims=1)
+    mask = row_mask[:, :, None] & col_mask[:, None, :]
+    return placed * tf.cast(mask, images.dtype)[..., None]
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0],) + self.size + (input_shape[-1],)
 
   def get_config(self):
     return {**super().get_config(), "size": self.size, "min_size": self.min_size,
-            "max_size": self.max_size}
+            "max_size": self.max_size, "per_example": self.per_example}
 
 
 def _source_indices(out_size, offset, resized, in_size):
@@ -91,12 +102,13 @@ def _source_indices(out_size, offset, resized, in_size):
   it falls inside the resized image placed at `offset` (outside: zero padding).
 
   The same rule as `tf.image.resize(method="nearest")` (half-pixel centres):
-  `floor((i + 0.5) * in_size / resized)`, clamped to the image.
+  `floor((i + 0.5) * in_size / resized)`, clamped to the image. `offset` and `resized`
+  are int [n] (one per draw); returns int [n, out_size] and bool [n, out_size].
   """
-  i = tf.range(out_size) - offset
-  scale = tf.cast(in_size, tf.float32) / tf.cast(resized, tf.float32)
+  i = tf.range(out_size)[None, :] - offset[:, None]
+  scale = tf.cast(in_size, tf.float32) / tf.cast(resized[:, None], tf.float32)
   source = tf.cast(tf.floor((tf.cast(i, tf.float32) + 0.5) * scale), tf.int32)
-  return tf.clip_by_value(source, 0, in_size - 1), (i >= 0) & (i < resized)
+  return tf.clip_by_value(source, 0, in_size - 1), (i >= 0) & (i < resized[:, None])
 
 
 def _resize_range(height, padded_height, min_size, max_size):
@@ -109,7 +121,8 @@ def _resize_range(height, padded_height, min_size, max_size):
   return low, high
 
 
-def build(model_config, input_shape, num_classes, size=None, min_size=None, max_size=None):
+def build(model_config, input_shape, num_classes, size=None, min_size=None, max_size=None,
+          per_example=False):
   """A zoo model behind a `RandomResizePad` layer, as one flat functional model.
 
   Args:
@@ -120,6 +133,8 @@ def build(model_config, input_shape, num_classes, size=None, min_size=None, max_
       `round(H * 331 / 299)` per side. The zoo model is built for S x S inputs.
     min_size, max_size: the inclusive range of the random resized height (default
       `[H, S - 1]`, the paper's `[299, 331)` scaled).
+    per_example: draw size and offset per image (default: once per batch, as the
+      reference).
 
   Returns:
     A `tfadv.models.zoo.Built` with the zoo model's tap and Grad-CAM names.
@@ -139,8 +154,8 @@ def build(model_config, input_shape, num_classes, size=None, min_size=None, max_
   _resize_range(height, size[0], min_size, max_size)
   model = zoo.build_model(model_config, size + (channels,), num_classes)
   inputs = keras.Input((height, width, channels), dtype="float32", name="images")
-  randomize = RandomResizePad(size, min_size, max_size, name="random_resize_pad",
-                              dtype="float32")
+  randomize = RandomResizePad(size, min_size, max_size, per_example,
+                              name="random_resize_pad", dtype="float32")
   logits = graph.rebuild(model, inputs, before=randomize)
   return zoo.Built(keras.Model(inputs, logits, name=f"{model_config.name}_randomization"),
                    zoo.tap_layer_names(model_config.name),
