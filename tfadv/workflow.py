@@ -150,6 +150,8 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
       which = {"weights": loaded.weights, "checkpoint": loaded.checkpoint,
                "best_step": result.best["best_step"],
                "best_validation_adv_accuracy": result.best["best_value"]}
+    # The result's model is the one measured (and exported by tfadv-train --export_dir).
+    result = dataclasses.replace(result, model=model)
     report = evaluate_model(model, data, eval_config, model_config.name,
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
