@@ -35,5 +35,8 @@ def test_split_batches_give_the_counts_of_one_device(strategy):
   for label in ("fgsm", "pgd3", "fab_t3"):
     assert two.attack_correct[label] == one.attack_correct[label], label
   assert two.attack_correct["fgsm"] < two.clean_correct  # the attacks did run
-  assert 0 <= two.attack_correct["apgd_ce2"] <= two.clean_correct
+  # Measured: clean 50 of 75, every attack 21 on one device and on two. APGD's random
+  # starts may differ with the split, so only "it ran" and "about the same" are asserted.
+  assert two.attack_correct["apgd_ce2"] < two.clean_correct - 15
+  assert abs(two.attack_correct["apgd_ce2"] - one.attack_correct["apgd_ce2"]) <= 3
   assert [done for label, done in seen if label == "fgsm"] == [32, 64, 75]
