@@ -12,11 +12,16 @@ import json
 import os
 
 from tfadv import config as config_lib
+from tfadv.models import ensemble
+from tfadv.models import randomization
 from tfadv.models import taps as taps_lib
 from tfadv.models import zoo
 
 # name -> builder; the defenses of `tfadv.defenses.table` refer to these names.
-WRAPPERS = {}
+WRAPPERS = {
+    "ensemble": ensemble.build,  # ADP: M members, logits = log of the mean softmax.
+    "randomization": randomization.build,  # Random resize + zero padding (Xie et al. 2018).
+}
 
 _FIXED = ("config", "model_config", "input_shape", "num_classes")
 
@@ -34,6 +39,19 @@ def _get(name):
   except KeyError:
     raise ValueError(f"Invalid wrapper: expected one of [{', '.join(sorted(WRAPPERS))}]; "
                      f"received wrapper={name!r}") from None
+
+
+def _literal(text):
+  """A command-line value as an int, float, bool or None when it reads as one."""
+  lowered = text.strip().lower()
+  if lowered in ("none", "true", "false"):
+    return {"none": None, "true": True, "false": False}[lowered]
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  return text
 
 
 def resolve_wrapper_options(name, options):
@@ -54,14 +72,8 @@ def resolve_wrapper_options(name, options):
     if key not in resolved:
       raise ValueError(f"Invalid wrapper_options: expected options of the {name} wrapper "
                        f"[{', '.join(resolved)}]; received {key!r}")
-    default = resolved[key]
-    if isinstance(value, str) and isinstance(default, (bool, int, float)) and not isinstance(
-        default, bool):
-      try:
-        value = type(default)(value)
-      except ValueError:
-        raise ValueError(f"Invalid wrapper_options: expected a number for {name}:{key}; "
-                         f"received {value!r}") from None
+    if isinstance(value, str):
+      value = _literal(value)
     resolved[key] = value
   return resolved
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import Any, Callable, FrozenSet, Tuple
 
+from tfadv.losses import adp
 from tfadv.losses import attention_pairing
 from tfadv.losses import cross_entropy
 from tfadv.losses import igr
@@ -79,6 +80,10 @@ _KAPPA = Option("kappa", None, lambda v: v is None or 0.0 <= v <= 1.0,
                 "None (per-image mean) or a threshold in [0, 1]", _optional_float, forward=True)
 _NORMALIZE = Option("normalize", "none", lambda v: v in ("none", "unit_sum"),
                     "none (raw Grad-CAM maps, the paper's eq. 9) or unit_sum")
+_LOG_DET_OFFSET = Option("log_det_offset", adp.LOG_DET_OFFSET,
+                         lambda v: isinstance(v, (int, float)) and v > 0,
+                         "a positive regulariser delta of log det(M M^T + delta I)", float)
+
 TERMS = {t.name: t for t in (
     Term("clean_ce", cross_entropy.clean_cross_entropy, frozenset({"clean"}),
          doc="CE(f(x), y)"),
@@ -97,6 +102,13 @@ TERMS = {t.name: t for t in (
          (_NORMALIZE,), doc="||g(x) - g(x_adv)||_1 on Grad-CAM maps (AAD eq. 9)"),
     Term("igr", igr.igr_term, frozenset({"clean", "input_grad"}),
          doc="||grad_x CE(f(x), y)||^2 by double backpropagation (Ross & Doshi-Velez 2018)"),
+    Term("adp_ce", adp.members_ce_term, frozenset({"clean", "members"}),
+         doc="sum over ensemble members of CE(f_m(x), y) (Pang et al. 2019)"),
+    Term("adp_entropy", adp.ensemble_entropy_term, frozenset({"clean", "members"}),
+         doc="-H(mean_m softmax f_m(x)): minimising it raises the ensemble entropy"),
+    Term("adp_log_det", adp.log_det_term, frozenset({"clean", "members"}),
+         (_LOG_DET_OFFSET,),
+         doc="-log det of the members' normalised non-maximal predictions (diversity)"),
 )}
 
 

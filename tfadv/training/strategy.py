@@ -52,7 +52,11 @@ def make_strategy(kind, num_cpu_devices=0):
     if gpus:
       return tf.distribute.MirroredStrategy()
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=cpus)
+    # Reduce through one device, not with collective ops: collective instance keys restart
+    # with every strategy, so a second CPU-mirrored run in the same process (a study, a
+    # test session) would collide with the first one's cached collectives.
+    return tf.distribute.MirroredStrategy(
+        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
   raw = os.environ.get("TF_CONFIG")
   if not raw:
     raise ValueError("Invalid strategy: multi_worker needs the TF_CONFIG environment "
