@@ -39,9 +39,8 @@ setuptools.setup(
             "tfadv-train=trainers.train:run",
             "tfadv-evaluate=trainers.evaluate:run",
             "tfadv-analyze=trainers.analyze:run",
-            "tfadv-export=serving.export_main:run",
-            "tfadv-client=serving.client:run",
-            "tfadv-model-server=serving.model_server:run",
+            "tfadv-export=trainers.export:run",
+            "tfadv-client=trainers.client:run",
         ],
     },
 )

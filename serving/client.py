@@ -1,4 +1,4 @@
-r"""tfadv-client: classify images with a model served by TensorFlow Serving.
+r"""Client library of tfadv-client (the CLI is trainers/client.py): query TensorFlow Serving.
 
   # Image files over REST (sent as {"b64": ...} to the predict_images signature):
   tfadv-client --server=localhost:8501 --model_name=fmnist_at_alp --images=a.png,b.jpg
@@ -26,12 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from serving import rest
+from serving import signatures
 
-DEFAULT_SIGNATURE = "serving_default"
-BYTES_SIGNATURE = "predict_images"
-EXPLAIN_SIGNATURE = "explain"
-IMAGES_KEY = "images"
-IMAGE_BYTES_KEY = "image_bytes"
+DEFAULT_SIGNATURE = signatures.DEFAULT_SIGNATURE
+BYTES_SIGNATURE = signatures.BYTES_SIGNATURE
+EXPLAIN_SIGNATURE = signatures.EXPLAIN_SIGNATURE
+IMAGES_KEY = signatures.IMAGES_KEY
+IMAGE_BYTES_KEY = signatures.IMAGE_BYTES_KEY
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -103,16 +104,18 @@ class RestClient:
     self.last_request = body
     return rest.parse_predict_response(self._call(self.url + ":predict", body))
 
-  def input_shape(self, signature_name, input_name=IMAGES_KEY):
-    """(H, W, C) of a signature's image input, from the model metadata API."""
+  def input_shape(self, signature_name=None, input_name=IMAGES_KEY):
+    """(H, W, C) of the model's images, from its model card."""
+    return card_input_shape(model_card(self), self.url)
+
+  def signature_names(self):
+    """The served signatures, from the model metadata API."""
     body = self._call(self.url + "/metadata")
     try:
-      signature = body["metadata"]["signature_def"]["signature_def"][signature_name]
-      dims = signature["inputs"][input_name]["tensor_shape"]["dim"]
-      return tuple(int(d["size"]) for d in dims[1:])
-    except (KeyError, TypeError, ValueError) as e:
-      raise ServingError(f"Invalid metadata from {self.url}/metadata: no input {input_name!r} "
-                         f"of signature {signature_name!r} ({e!r})") from None
+      return sorted(body["metadata"]["signature_def"]["signature_def"])
+    except (KeyError, TypeError) as e:
+      raise ServingError(f"Invalid metadata from {self.url}/metadata: no signature_def "
+                         f"({e!r})") from None
 
 
 class GrpcClient:
@@ -176,20 +179,52 @@ class GrpcClient:
     response = self._call(self.stub.Predict, request)
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-  def input_shape(self, signature_name, input_name=IMAGES_KEY):
-    """(H, W, C) of a signature's image input, from GetModelMetadata."""
-    from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=g-import-not-at-top
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    self._spec(request.model_spec)
-    response = self._call(self.stub.GetModelMetadata, request)
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signatures)
-    try:
-      dims = signatures.signature_def[signature_name].inputs[input_name].tensor_shape.dim
-      return tuple(int(d.size) for d in dims[1:])
-    except KeyError as e:
-      raise ServingError(f"Invalid metadata from {self.address}: no input {input_name!r} of "
-                         f"signature {signature_name!r}") from e
+  def input_shape(self, signature_name=None, input_name=IMAGES_KEY):
+    """(H, W, C) of the model's images, from its model card."""
+    return card_input_shape(model_card(self), self.address)
+
+
+def model_card(client, fmt="json"):
+  """The model card of the served version (its `model_card` signature): dict or Markdown."""
+  blob = np.empty(1, dtype=object)
+  blob[0] = fmt.encode()
+  outputs = client.predict(signatures.MODEL_CARD_SIGNATURE,
+                           {signatures.MODEL_CARD_FORMAT_KEY: blob})
+  # REST answers a single-output signature without the output's name.
+  value = outputs.get(signatures.MODEL_CARD_KEY, outputs.get(None))
+  text = np.asarray(value, dtype=object).reshape(-1)[0]
+  text = text.decode() if isinstance(text, bytes) else str(text)
+  if fmt == "md":
+    return text
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise ServingError(f"Invalid model card from the server: not JSON ({e})") from None
+
+
+def read_model_card(version_dir, fmt="json"):
+  """The model card files of an export version directory (no server needed)."""
+  name = signatures.MODEL_CARD_MD if fmt == "md" else signatures.MODEL_CARD_JSON
+  path = os.path.join(version_dir, signatures.ASSETS_EXTRA, name)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Invalid version_dir: expected {path!r} (written by "
+                            "tfadv-export); it does not exist")
+  with open(path) as f:
+    text = f.read()
+  if fmt == "md":
+    return text
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise ValueError(f"Invalid model card: {path!r} is not valid JSON ({e})") from None
+
+
+def card_input_shape(card, where):
+  try:
+    return tuple(int(d) for d in card["model_parameters"]["input_shape"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise ServingError(f"Invalid model card from {where}: no model_parameters.input_shape "
+                       f"({e!r})") from None
 
 
 def make_client(protocol, server, model_name, version=None, timeout=10.0, columnar=False):
@@ -281,10 +316,31 @@ def save_png(path, rgb):
   Image.fromarray(rgb).save(path, format="PNG")
 
 
+def class_ids(outputs):
+  """The predicted class ids of a response (`class_ids`; older exports: int `classes`)."""
+  if "class_ids" in outputs:
+    return np.asarray(outputs["class_ids"]).astype(int)
+  return np.asarray(outputs["classes"]).astype(int)
+
+
+def response_class_names(outputs, num_classes):
+  """{class id: name} known from a response's `classes` strings (the names the model gives)."""
+  names = {}
+  if "class_ids" in outputs and "classes" in outputs:
+    for i, name in zip(class_ids(outputs), np.asarray(outputs["classes"]).reshape(-1)):
+      names[int(i)] = name.decode() if isinstance(name, bytes) else str(name)
+  return names if len(names) <= num_classes else {}
+
+
 def format_prediction(name, probabilities, class_names=None, label=None, top_k=3):
-  """One output line: `name: class c (name) p=0.91 | top-k ...`."""
+  """One output line: `name: class c (name) p=0.91 | top-k ...`.
+
+  `class_names` is a list in label order or a {class id: name} dict.
+  """
 
   def named(c):
+    if isinstance(class_names, dict):
+      return f"{c} ({class_names[c]})" if c in class_names else str(c)
     return f"{c} ({class_names[c]})" if class_names and c < len(class_names) else str(c)
 
   probabilities = np.asarray(probabilities)
@@ -306,79 +362,3 @@ def classify(client, images=None, image_bytes=None, explain=False):
   return client.predict(signature, {IMAGES_KEY: np.asarray(images, dtype=np.float32)})
 
 
-def define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("server", "localhost:8501",
-                      "HOST:PORT of TensorFlow Serving (REST: --rest_api_port, gRPC: --port).")
-  flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "API to use.")
-  flags.DEFINE_string("model_name", None, "The served model's name.")
-  flags.DEFINE_integer("model_version", None, "Version to query (default: the latest).")
-  flags.DEFINE_list("images", [], "Image files (PNG/JPEG/GIF/BMP).")
-  flags.DEFINE_string("dataset", None, "Send a slice of this dataset instead of files.")
-  flags.DEFINE_string("data_dir", None, "Data directory of --dataset.")
-  flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset.")
-  flags.DEFINE_integer("start", 0, "First example of the --dataset slice.")
-  flags.DEFINE_integer("count", 8, "Examples in the --dataset slice.")
-  flags.DEFINE_enum("format", "row", ["row", "columnar"],
-                    "REST request form: row (instances) or columnar (inputs).")
-  flags.DEFINE_bool("explain", False, "Use the explain signature and save Grad-CAM PNGs.")
-  flags.DEFINE_string("output_dir", ".", "Where --explain writes <image>_gradcam.png.")
-  flags.DEFINE_list("class_names", None, "Names of the classes, in label order.")
-  flags.DEFINE_float("timeout", 10.0, "Seconds to wait for the server.")
-  flags.DEFINE_integer("top_k", 3, "Classes listed per image.")
-
-
-def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  fv = flags.FLAGS
-  if len(argv) > 1:
-    raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
-  if not fv.model_name:
-    raise ValueError("Invalid model_name: expected the served model's name (--model_name); "
-                     "received none")
-  if bool(fv.images) == bool(fv.dataset):
-    raise ValueError("Invalid input: expected either --images or --dataset; received "
-                     f"{'both' if fv.images else 'neither'}")
-  if fv.timeout <= 0:
-    raise ValueError(f"Invalid timeout: expected seconds > 0; received {fv.timeout}")
-  client = make_client(fv.protocol, fv.server, fv.model_name, fv.model_version, fv.timeout,
-                       fv.format == "columnar")
-  class_names, labels = fv.class_names, None
-  if fv.dataset:
-    images, labels, dataset_names = dataset_slice(fv.dataset, fv.split, fv.start, fv.count,
-                                                  fv.data_dir)
-    class_names = class_names or dataset_names
-    names = [f"{fv.dataset}_{fv.split}_{fv.start + i}" for i in range(len(images))]
-    shown = images
-    outputs = classify(client, images=images, explain=fv.explain)
-  else:
-    blobs = read_image_files(fv.images)
-    names = [os.path.splitext(os.path.basename(p))[0] for p in fv.images]
-    if fv.explain:
-      shape = client.input_shape(EXPLAIN_SIGNATURE)
-      shown = [decode_image(b, shape, n) for b, n in zip(blobs, names)]
-      outputs = classify(client, images=np.stack(shown), explain=True)
-    else:
-      outputs = classify(client, image_bytes=blobs)
-  for i, name in enumerate(names):
-    print(format_prediction(name, outputs["probabilities"][i], class_names,
-                            None if labels is None else labels[i], fv.top_k))
-  if labels is not None:
-    accuracy = float(np.mean(np.asarray(outputs["classes"]) == labels))
-    print(f"accuracy on the {len(labels)} examples: {accuracy:.3f}")
-  if fv.explain:
-    os.makedirs(fv.output_dir, exist_ok=True)
-    for i, name in enumerate(names):
-      path = os.path.join(fv.output_dir, f"{name}_gradcam.png")
-      save_png(path, overlay(shown[i], outputs["gradcam"][i]))
-      print(f"Grad-CAM: {path}")
-
-
-def run():
-  from trainers import common_flags  # pylint: disable=g-import-not-at-top
-  define_flags()
-  common_flags.run_main(main)
-
-
-if __name__ == "__main__":
-  run()

@@ -145,13 +145,17 @@ def predict_response(outputs, columnar):
       (answer with `predictions`).
 
   Returns:
-    A JSON-ready dict. Outputs whose name ends in `_bytes` are written as `{"b64": ...}`.
+    A JSON-ready dict. As in TF Serving, string outputs whose name ends in `_bytes` are
+    written as `{"b64": ...}`, other strings (class names, the model card) as JSON strings.
   """
 
   def encode(name, value):
     value = np.asarray(value)
-    if name.endswith("_bytes") or value.dtype == object:
+    if name.endswith("_bytes"):
       return encode_value(value.astype(object))
+    if value.dtype == object or value.dtype.kind in "SU":
+      return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes)
+                          else str(v), otypes=[object])(value).tolist() if value.size else []
     return value.tolist()
 
   if columnar:

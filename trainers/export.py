@@ -1,4 +1,4 @@
-r"""tfadv-export: export a trained model directory as a versioned SavedModel.
+r"""tfadv-export: export a trained model directory as a versioned SavedModel (with model card).
 
   tfadv-export --model_dir=/tmp/fmnist_at_alp --export_dir=/tmp/models \
       --model_name=fmnist_at_alp --model_config_file=/tmp/models/models.config
@@ -8,7 +8,6 @@ Serving's --model_base_path=<export_dir>/<model_name>, and with --model_config_f
 updates the model's entry in that models.config (see serving/README.md).
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +34,9 @@ def define_export_flags(with_export_dir=True):
   flags.DEFINE_string("version_policy", "latest",
                       "Version policy of the models.config entry: latest[:N], all or "
                       "specific:V1,V2.")
+  flags.DEFINE_bool("accept_uint8", False,
+                    "Add the predict_uint8 signature: uint8 pixels 0..255, converted to "
+                    "[0, 1] inside the graph (the float signatures refuse 0..255).")
 
 
 def define_flags():
@@ -63,8 +65,10 @@ def export_from_flags(model, run_config, report, version=None):
     gradcam_name = zoo.gradcam_layer_name(architecture)
   path = export_lib.export(model, FLAGS.export_dir, name, version,
                            metadata=workflow.export_metadata(run_config, report),
-                           tap_names=tap_names, gradcam_name=gradcam_name)
-  print(f"Exported SavedModel: {path}")
+                           tap_names=tap_names, gradcam_name=gradcam_name, report=report,
+                           accept_uint8=FLAGS.accept_uint8)
+  print(f"Exported SavedModel: {path} (model card: "
+        f"{os.path.join(path, 'assets.extra', 'model_card.md')})")
   if FLAGS.model_config_file:
     base_path = FLAGS.serving_base_path or os.path.abspath(os.path.join(FLAGS.export_dir, name))
     server_config.update_model_config(FLAGS.model_config_file, name, base_path,
@@ -79,13 +83,16 @@ def main(argv):
   for name in ("model_dir", "export_dir"):
     if not getattr(FLAGS, name):
       raise ValueError(f"Invalid {name}: expected a directory path (--{name}); received none")
+  if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
+    raise NotADirectoryError(f"Invalid export_dir: expected a directory; "
+                             f"{FLAGS.export_dir!r} is a file")
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
+  from tfadv.evaluation import report as report_lib  # pylint: disable=g-import-not-at-top
   loaded = workflow.load_trained(FLAGS.model_dir)
   report = None
   report_path = os.path.join(FLAGS.model_dir, "report.json")
   if os.path.exists(report_path):
-    with open(report_path) as f:
-      report = json.load(f)
+    report = report_lib.read(report_path)  # Names the file when it is corrupt.
   export_from_flags(loaded.model, loaded.run_config, report, FLAGS.version)
 
 

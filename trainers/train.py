@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # pylint: disable=g-import-not-at-top
 from absl import logging
 
-from serving import export_main
 from trainers import common_flags
+from trainers import export as export_cli
 from tfadv.training import strategy as strategy_lib
 
 FLAGS = flags.FLAGS
@@ -31,7 +31,7 @@ def define_flags():
   flags.DEFINE_string("export_dir", None,
                       "Export the trained model as the next version of "
                       "<export_dir>/<model_name>/ (see serving/README.md).")
-  export_main.define_export_flags(with_export_dir=False)
+  export_cli.define_export_flags(with_export_dir=False)
 
 
 def main(argv):
@@ -41,6 +41,9 @@ def main(argv):
   model_config = common_flags.model_config_from_flags()
   defense_config = common_flags.defense_config_from_flags()
   train_config = common_flags.train_config_from_flags()
+  if os.path.exists(train_config.model_dir) and not os.path.isdir(train_config.model_dir):
+    raise NotADirectoryError(f"Invalid model_dir: expected a directory (checkpoints, logs and "
+                             f"report go there); {train_config.model_dir!r} is a file")
   eval_config = common_flags.eval_config_from_flags()
   if FLAGS.export_dir and FLAGS.model_name:  # Fail before training, not after.
     from serving import export as export_lib  # pylint: disable=g-import-not-at-top
@@ -57,7 +60,7 @@ def main(argv):
   if FLAGS.export_dir:
     from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
     run_config = trainer.read_run_config(train_config.model_dir)
-    export_main.export_from_flags(result.model, run_config, report)
+    export_cli.export_from_flags(result.model, run_config, report)
   logging.info("Report: %s", json.dumps(report))
 
 

@@ -2,7 +2,7 @@
 
 The gRPC server is a real `grpc.server` with tensorflow-serving-api's PredictionService
 protos; the REST server a real `http.server` on 127.0.0.1 speaking TF Serving's JSON. Both
-load the export with the v1 SavedModel loader (serving.model_server), so the client's
+load the export with the v1 SavedModel loader (tests.serving.model_server), so the client's
 requests run the exported signatures by their tensor names, as in TF Serving.
 """
 
@@ -21,8 +21,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from serving import client as client_lib
-from serving import model_server
 from serving import warmup as warmup_lib
+from tests.serving import model_server
 
 # The source tree (realpath: under Bazel, __file__ is a runfiles symlink into it).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -70,7 +70,9 @@ def test_grpc_client_gets_the_keras_classes(served, servers):
   client = client_lib.GrpcClient(servers[0], served.model_name, timeout=30)
   x = served.x[:16]
   outputs = client_lib.classify(client, images=x)
-  np.testing.assert_array_equal(outputs["classes"], _keras_classes(served, x))
+  np.testing.assert_array_equal(outputs["class_ids"], _keras_classes(served, x))
+  assert [c.decode() for c in outputs["classes"]] == [
+      served.class_names[i] for i in _keras_classes(served, x)]
   np.testing.assert_allclose(outputs["probabilities"],
                              tf.nn.softmax(served.model(x)).numpy(), rtol=1e-4, atol=1e-6)
   request = client.last_request
@@ -83,11 +85,11 @@ def test_grpc_client_gets_the_keras_classes(served, servers):
   assert client.input_shape("explain") == (8, 8, 1)
   explained = client_lib.classify(client, images=x[:3], explain=True)
   assert explained["gradcam"].shape == (3, 8, 8)
-  np.testing.assert_array_equal(explained["classes"], outputs["classes"][:3])
+  np.testing.assert_array_equal(explained["class_ids"], outputs["class_ids"][:3])
   # A pinned version works too.
   pinned = client_lib.GrpcClient(servers[0], served.model_name, version=1, timeout=30)
-  np.testing.assert_array_equal(client_lib.classify(pinned, images=x)["classes"],
-                                outputs["classes"])
+  np.testing.assert_array_equal(client_lib.classify(pinned, images=x)["class_ids"],
+                                outputs["class_ids"])
 
 
 def test_encoded_images_over_grpc_and_rest(served, servers):
@@ -100,7 +102,7 @@ def test_encoded_images_over_grpc_and_rest(served, servers):
                  client_lib.RestClient(servers[1], served.model_name, timeout=30,
                                        columnar=True)):
     outputs = client_lib.classify(client, image_bytes=blobs)
-    np.testing.assert_array_equal(outputs["classes"], want)
+    np.testing.assert_array_equal(outputs["class_ids"], want)
   # The REST body was TF Serving's columnar form with b64 values.
   body = client.last_request
   assert body["signature_name"] == "predict_images"
@@ -119,7 +121,7 @@ def test_rest_client_row_and_columnar_give_the_keras_outputs(served, servers):
   col_out = client_lib.classify(columnar, images=x)
   assert set(columnar.last_request) == {"signature_name", "inputs"}
   for out in (row_out, col_out):
-    np.testing.assert_array_equal(out["classes"], _keras_classes(served, x))
+    np.testing.assert_array_equal(out["class_ids"], _keras_classes(served, x))
     np.testing.assert_allclose(out["logits"], served.model(x).numpy(), rtol=1e-4, atol=1e-5)
   assert row.input_shape("explain") == (8, 8, 1)
 
@@ -135,8 +137,10 @@ def test_raw_rest_answers_are_tf_serving_json(served, servers):
   with urllib.request.urlopen(request, timeout=30) as response:
     answer = json.loads(response.read())
   assert len(answer["predictions"]) == 2
-  assert set(answer["predictions"][0]) == {"logits", "probabilities", "classes"}
-  assert isinstance(answer["predictions"][0]["classes"], int)
+  assert set(answer["predictions"][0]) == {"logits", "probabilities", "class_ids", "classes"}
+  ids = _keras_classes(served, served.x[:2])
+  assert [p["class_ids"] for p in answer["predictions"]] == ids.tolist()
+  assert [p["classes"] for p in answer["predictions"]] == [served.class_names[i] for i in ids]
 
 
 def _post_error(url, payload):
@@ -151,9 +155,14 @@ def test_bad_requests_get_error_responses_and_the_server_keeps_serving(served, s
   base = f"http://{servers[1]}/v1/models/{served.model_name}"
   code, error = _post_error(base + ":predict", {"signature_name": "predict_images",
                                                 "instances": [{"b64": "bm90IGFuIGltYWdl"}]})
-  assert code == 400 and "Unknown image file format" in error
+  assert code == 400 and ("image_bytes[0] (12 bytes): not a PNG, JPEG, GIF or BMP file"
+                          in error), error
   code, error = _post_error(base + ":predict", {"instances": [[[0.5] * 9] * 8]})
-  assert code == 400 and "expected shape [None, 8, 8, 1]; received shape [1, 8, 9]" in error
+  assert code == 400 and "images must be a batch of images of shape [N, 8, 8, 1]; " \
+      "received shape [1, 8, 9] (rank 3)" in error, error
+  code, error = _post_error(base + ":predict", {"instances": (served.x[:2] * 255).tolist()})
+  assert code == 400 and "images must be float32 in [0, 1]; received max 255.0 \u2014 divide " \
+      "by 255" in error, error
   code, error = _post_error(base + ":predict", {"instances": [[[["a"]] * 8] * 8]})
   assert code == 400 and "expected float32 numbers" in error
   code, error = _post_error(base + ":predict", b"{not json")
@@ -163,23 +172,28 @@ def test_bad_requests_get_error_responses_and_the_server_keeps_serving(served, s
   code, error = _post_error(f"http://{servers[1]}/v1/models/other:predict", {"instances": [1]})
   assert code == 404 and "Servable not found" in error
   rest_client = client_lib.RestClient(servers[1], served.model_name, timeout=30)
-  with pytest.raises(client_lib.ServingError, match="HTTP 400: .*Unknown image file format"):
+  with pytest.raises(client_lib.ServingError, match=r"HTTP 400: .*image_bytes\[0\]"):
     client_lib.classify(rest_client, image_bytes=[b"garbage"])
 
   grpc_client = client_lib.GrpcClient(servers[0], served.model_name, timeout=30)
   with pytest.raises(client_lib.ServingError,
                      match="INVALID_ARGUMENT: .*expected float32; received int32"):
     grpc_client.predict("serving_default", {"images": np.zeros((1, 8, 8, 1), np.int32)})
-  with pytest.raises(client_lib.ServingError, match=r"received shape \[2, 8, 9, 1\]"):
+  with pytest.raises(client_lib.ServingError, match=r"received \[2, 8, 9, 1\]"):
     client_lib.classify(grpc_client, images=np.zeros((2, 8, 9, 1)))
-  with pytest.raises(client_lib.ServingError, match="INVALID_ARGUMENT: .*image file format"):
+  nan = served.x[:2].copy()
+  nan[0, 0, 0, 0] = np.nan
+  with pytest.raises(client_lib.ServingError, match="INVALID_ARGUMENT: .*received 1 NaN"):
+    client_lib.classify(grpc_client, images=nan)
+  with pytest.raises(client_lib.ServingError, match=r"INVALID_ARGUMENT: .*image_bytes\[1\] "
+                     r"\(1 bytes\): not a PNG"):
     client_lib.classify(grpc_client, image_bytes=[warmup_lib.encode_png(served.x[0]), b"x"])
   with pytest.raises(client_lib.ServingError, match="NOT_FOUND: .*'missing'"):
     client_lib.classify(client_lib.GrpcClient(servers[0], "missing", timeout=30),
                         images=served.x[:1])
   # Nothing was lost: both servers still answer correctly.
   for client in (rest_client, grpc_client):
-    np.testing.assert_array_equal(client_lib.classify(client, images=served.x[:4])["classes"],
+    np.testing.assert_array_equal(client_lib.classify(client, images=served.x[:4])["class_ids"],
                                   _keras_classes(served, served.x[:4]))
 
 
@@ -202,7 +216,7 @@ def test_unreachable_and_silent_servers_give_clear_errors(served):
 
 
 def _run_client(*args):
-  return subprocess.run([sys.executable, "-m", "serving.client", *args], capture_output=True,
+  return subprocess.run([sys.executable, "-m", "trainers.client", *args], capture_output=True,
                         text=True, timeout=120, cwd=ROOT, env=ENV)
 
 
@@ -262,3 +276,29 @@ def test_overlay_and_prediction_lines():
   assert hot[0] > cold[0] and hot[2] < cold[2] + 1  # Red where the heat is, blue elsewhere.
   line = client_lib.format_prediction("x", np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], 2, 2)
   assert line == "x: class 1 (b) p=0.700 label 2 (c) | top: 1=0.700, 2=0.200"
+
+
+def test_model_card_from_the_server_and_from_the_files(served, servers):
+  want = json.load(open(os.path.join(served.version_dir, "assets.extra", "model_card.json")))
+  for client in (client_lib.GrpcClient(servers[0], served.model_name, timeout=30),
+                 client_lib.RestClient(servers[1], served.model_name, timeout=30)):
+    assert client_lib.model_card(client) == want
+    assert client.input_shape() == (8, 8, 1)
+  proc = _run_client(f"--server={servers[1]}", f"--model_name={served.model_name}",
+                     "--metadata")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  markdown = open(os.path.join(served.version_dir, "assets.extra", "model_card.md")).read()
+  assert proc.stdout == markdown
+  assert client_lib.read_model_card(served.version_dir) == want
+  with pytest.raises(FileNotFoundError, match="model_card.json"):
+    client_lib.read_model_card(served.base_path)
+
+
+def test_cli_prints_the_models_class_names(served, servers, tmp_path):
+  paths = _png_files(str(tmp_path), served.x[:2])
+  proc = _run_client(f"--server={servers[1]}", f"--model_name={served.model_name}",
+                     f"--images={','.join(paths)}")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  ids = _keras_classes(served, served.x[:2])
+  for i, c in enumerate(ids):
+    assert f"digit{i}: class {c} ({served.class_names[c]})" in proc.stdout, proc.stdout

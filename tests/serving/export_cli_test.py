@@ -1,4 +1,4 @@
-"""tfadv-export (serving.export_main): default model name, models.config, user errors."""
+"""tfadv-export (trainers.export): default model name, models.config, user errors."""
 
 import json
 import os
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__
 
 def _run(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", "serving.export_main", *args], cwd=ROOT,
+  return subprocess.run([sys.executable, "-m", "trainers.export", *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -1,4 +1,4 @@
-r"""A small stand-in for `tensorflow_model_server`, for development and tests.
+r"""A small stand-in for `tensorflow_model_server`: a development and test tool, not a product.
 
 Serves the exports of `serving.export` over TF Serving's two APIs:
 
@@ -13,7 +13,7 @@ before the version is served. It is *not* a production server (no batching, no v
 policy, no monitoring): production runs the official `tensorflow/serving` image (see
 serving/README.md).
 
-  python -m serving.model_server --model_name=digits_at_alp \
+  python -m tests.serving.model_server --model_name=digits_at_alp \
       --model_base_path=/tmp/models/digits_at_alp --port=8500 --rest_api_port=8501
 """
 
@@ -36,9 +36,10 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import export as export_lib
 from serving import rest
+from serving import signatures
 from serving import warmup as warmup_lib
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = signatures.DEFAULT_SIGNATURE
 
 
 class InvalidInput(ValueError):
@@ -61,7 +62,7 @@ class LoadedVersion:
     self.signatures = {k: v for k, v in meta_graph.signature_def.items()
                        if not k.startswith("__")}
     self.warmup_count = 0
-    warmup_path = os.path.join(path, export_lib.ASSETS_EXTRA, export_lib.WARMUP_FILE)
+    warmup_path = os.path.join(path, signatures.ASSETS_EXTRA, signatures.WARMUP_FILE)
     if replay_warmup and tf.io.gfile.exists(warmup_path):
       for log in warmup_lib.read(warmup_path):
         request = log.predict_log.request

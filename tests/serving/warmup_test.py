@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import export as export_lib
-from serving import model_server
+from serving import signatures
+from tests.serving import model_server
 from serving import warmup as warmup_lib
 
 
@@ -34,7 +34,7 @@ def test_warmup_file_parses_and_every_record_runs_on_the_export(served):
     assert outputs["probabilities"].shape == (batch, 10)
     np.testing.assert_allclose(outputs["probabilities"].sum(-1), 1.0, rtol=1e-5)
     seen.setdefault(request.model_spec.signature_name, []).append(batch)
-  assert seen == {name: list(warmup_lib.BATCH_SIZES) for name in export_lib.SIGNATURES}
+  assert seen == {name: list(warmup_lib.BATCH_SIZES) for name in signatures.WARMUP_SIGNATURES}
   # Replaying on load runs them all.
   assert model_server.LoadedVersion(served.version_dir).warmup_count == len(logs)
 

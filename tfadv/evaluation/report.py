@@ -101,8 +101,9 @@ def read(path):
   Raises:
     ValueError: when the file is not a report (missing keys).
   """
-  with tf.io.gfile.GFile(path) as f:
-    report = json.load(f)
+  report = io_utils.read_json(path, "report")
+  if not isinstance(report, dict):
+    raise ValueError(f"Invalid report: {path!r} is not a JSON object")
   missing = {"dataset", "model", "defense", "eps", "num_examples", "clean_accuracy",
              "attacks"} - set(report)
   if missing:
