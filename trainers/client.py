@@ -21,6 +21,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from trainers import console  # pylint: disable=unused-import  # First: quiet TF import.
+
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np
 

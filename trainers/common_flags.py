@@ -279,15 +279,49 @@ def train_config_from_flags():
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
+def _file_errors():
+  """TensorFlow's errors about files a user gave (missing, unreadable, corrupt)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.DataLossError,
+          tf.errors.FailedPreconditionError)
+
+
+def quiet_tensorflow():
+  """Hides TensorFlow's INFO/WARNING lines unless --verbosity was given (see console.py)."""
+  if FLAGS["verbosity"].present:
+    return
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel("ERROR")
+  tf.autograph.set_verbosity(0)
+
+  class OnlyOurs(std_logging.Filter):
+    """Drops INFO/WARNING records logged from TensorFlow's, Keras' or tfds' own files (some
+    log through absl, not TensorFlow's logger)."""
+
+    def filter(self, record):
+      path = record.pathname.replace("\\", "/")
+      return record.levelno >= std_logging.ERROR or not any(
+          f"/{p}/" in path for p in ("tensorflow", "keras", "tensorflow_datasets", "tf_keras"))
+
+  logging.get_absl_handler().addFilter(OnlyOurs())
+
+
 def run_main(main):
-  """`app.run(main)`, reporting user errors as one clear line and exit status 2."""
+  """`app.run(main)`, reporting user errors as one clear line and exit status 2.
+
+  TensorFlow's own log lines are hidden unless `--verbosity` is given; tfadv's lines, the
+  progress bars and the report stay.
+  """
 
   def wrapped(argv):
+    quiet_tensorflow()
     try:
       return main(argv)
-    except USER_ERRORS as e:
+    except USER_ERRORS + _file_errors() as e:
       logging.debug("User error", exc_info=True)
-      sys.stderr.write(f"Error: {e}\n")
+      message = getattr(e, "message", None) or str(e)
+      sys.stderr.write(f"Error: {' '.join(str(message).split())}\n")
       sys.exit(2)
 
   app.run(wrapped)

@@ -13,6 +13,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from trainers import console  # pylint: disable=unused-import  # First: quiet TF import.
+
 from absl import flags  # pylint: disable=g-import-not-at-top
 from absl import logging
 
@@ -61,7 +63,7 @@ def main(argv):
     from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
     run_config = trainer.read_run_config(train_config.model_dir)
     export_cli.export_from_flags(result.model, run_config, report)
-  logging.info("Report: %s", json.dumps(report))
+  logging.debug("Report: %s", json.dumps(report))
 
 
 def run():
