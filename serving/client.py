@@ -204,6 +204,11 @@ def model_card(client, fmt="json"):
 
 def read_model_card(version_dir, fmt="json"):
   """The model card files of an export version directory (no server needed)."""
+  version = os.path.basename(os.path.normpath(version_dir))
+  if not version.isdigit():
+    raise ValueError(f"Invalid version_dir: expected an integer version directory "
+                     f"<export_dir>/<model_name>/<N> (TF Serving loads only those); received "
+                     f"{version_dir!r}")
   name = signatures.MODEL_CARD_MD if fmt == "md" else signatures.MODEL_CARD_JSON
   path = os.path.join(version_dir, signatures.ASSETS_EXTRA, name)
   if not os.path.isfile(path):
@@ -249,6 +254,34 @@ def read_image_files(paths):
     with open(path, "rb") as f:
       blobs.append(f.read())
   return blobs
+
+
+def read_arrays(paths):
+  """Float images [N, H, W, C] from `.npy` files (each one image or a batch), concatenated.
+
+  They go to `serving_default` as they are, so the server's checks see exactly them.
+
+  Raises:
+    FileNotFoundError: a path is not a file.
+    ValueError: a file is not a numeric .npy array.
+  """
+  batches = []
+  for path in paths:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"Invalid images: expected .npy files; {path!r} is not a file")
+    try:
+      array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+      raise ValueError(f"Invalid images: {path!r} is not a .npy array ({e})") from None
+    if array.dtype.kind not in "fiu":
+      raise ValueError(f"Invalid images: expected numbers in {path!r}; received dtype "
+                       f"{array.dtype}")
+    batches.append(array.astype(np.float32)[None] if array.ndim == 3 else
+                   array.astype(np.float32))
+  shapes = {b.shape[1:] for b in batches}
+  if len(shapes) > 1:
+    raise ValueError(f"Invalid images: the .npy files hold different shapes {sorted(shapes)}")
+  return np.concatenate(batches)
 
 
 def decode_image(data, shape=None, name="image"):

@@ -38,7 +38,8 @@ def define_flags():
   flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "API to use.")
   flags.DEFINE_string("model_name", None, "The served model's name.")
   flags.DEFINE_integer("model_version", None, "Version to query (default: the latest).")
-  flags.DEFINE_list("images", [], "Image files (PNG/JPEG/GIF/BMP).")
+  flags.DEFINE_list("images", [], "Image files (PNG/JPEG/GIF/BMP), or .npy float arrays "
+                    "[N, H, W, C] in [0, 1] sent to serving_default as they are.")
   flags.DEFINE_string("dataset", None, "Send a slice of this dataset instead of files.")
   flags.DEFINE_string("data_dir", None, "Data directory of --dataset.")
   flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset.")
@@ -101,6 +102,10 @@ def main(argv):
     names = [f"{FLAGS.dataset}_{FLAGS.split}_{FLAGS.start + i}" for i in range(len(images))]
     shown = images
     outputs = client_lib.classify(client, images=images, explain=FLAGS.explain)
+  elif all(p.endswith(".npy") for p in FLAGS.images):  # Float arrays, sent as they are.
+    shown = client_lib.read_arrays(FLAGS.images)
+    names = [f"array_{i}" for i in range(len(shown))]
+    outputs = client_lib.classify(client, images=shown, explain=FLAGS.explain)
   else:
     blobs = client_lib.read_image_files(FLAGS.images)
     names = [os.path.splitext(os.path.basename(p))[0] for p in FLAGS.images]

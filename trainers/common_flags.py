@@ -96,7 +96,7 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 1e-3, "Initial learning rate.")
   flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "piecewise"],
                     "Learning-rate schedule.")
-  flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.")
+  flags.DEFINE_float("weight_decay", 0.0, "Weight decay, applied as --weight_decay_mode says.")
   flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and report.json.")
   flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                     "Distribution strategy.")
@@ -324,4 +324,11 @@ def run_main(main):
       sys.stderr.write(f"Error: {' '.join(str(message).split())}\n")
       sys.exit(2)
 
-  app.run(wrapped)
+  def parse_flags(argv):
+    try:
+      return FLAGS(argv)
+    except flags.Error as e:  # Bad flags are user errors too: one line, status 2.
+      sys.stderr.write(f"Error: {' '.join(str(e).split())} (see --helpshort)\n")
+      sys.exit(2)
+
+  app.run(wrapped, flags_parser=parse_flags)

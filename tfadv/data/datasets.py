@@ -166,7 +166,27 @@ def read_idx(path, expected_magic):
   return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
+def _check_fashion_mnist_dir(data_dir):
+  """An explicit data_dir must hold the idx files (or a prepared tfds copy): never another
+  copy of the data silently."""
+  if not os.path.isdir(data_dir):
+    raise NotADirectoryError(f"Invalid data_dir: expected a directory holding the "
+                             f"Fashion-MNIST idx files; {data_dir!r} "
+                             f"{'is a file' if os.path.exists(data_dir) else 'does not exist'}")
+  if os.path.isdir(os.path.join(data_dir, "fashion_mnist")):
+    return False  # A tfds data_dir with fashion_mnist prepared.
+  wanted = FASHION_MNIST_FILES["train"] + FASHION_MNIST_FILES["test"]
+  missing = [f for f in wanted if not os.path.isfile(os.path.join(data_dir, f))]
+  if missing:
+    raise FileNotFoundError(f"Invalid data_dir: expected the Fashion-MNIST idx files in "
+                            f"{data_dir!r} (or a tfds data_dir with fashion_mnist/); missing "
+                            f"{', '.join(missing)}")
+  return True
+
+
 def _load_fashion_mnist(config):
+  if config.data_dir and not _check_fashion_mnist_dir(config.data_dir):
+    return _load_tfds(config)
   directory = find_fashion_mnist(config.data_dir)
   if directory is None:
     logging.info("Fashion-MNIST idx files not found in %s; using tfds (downloads).",
