@@ -332,7 +332,9 @@ class TrainConfig:
     precision: `float32`, `mixed_bfloat16` or `mixed_float16` (Keras mixed precision;
       logits, losses and attack perturbations stay float32; float16 uses loss scaling).
     steps_per_loop: training steps inside one tf.function call (metrics reach the host
-      once per loop); logging/checkpoint/validation boundaries stay exact.
+      once per loop); logging/checkpoint/validation boundaries stay exact. 10 by
+      measurement: a small clean step took 13-22 ms with 1, 9-13 ms with 10, no better
+      with 50 (README).
   """
   model_dir: str = "/tmp/tfadv"
   batch_size: int = 128
@@ -362,7 +364,7 @@ class TrainConfig:
   validation_attack_steps: int = 10
   deterministic: bool = False
   precision: Precision = Precision.FLOAT32
-  steps_per_loop: int = 1
+  steps_per_loop: int = 10
 
   def __post_init__(self):
     object.__setattr__(self, "augment", _choice(Augment, self.augment, "augment"))
