@@ -41,7 +41,7 @@ BASE = {
         """,
     "serving/__init__.py": "",
     "serving/export.py": "from tfadv import config\n",
-    "serving/export_main.py": """\
+    "trainers/export.py": """\
         from serving import export
         if __name__ == "__main__":
           pass
@@ -94,9 +94,13 @@ def test_clis_are_binaries_and_names_do_not_clash(tmp_path):
   files = gen_build.generate(str(tmp_path))
   assert 'deps = [":train_lib"]' in _rule(files["trainers"], "train")
   assert 'main = "train.py"' in _rule(files["trainers"], "train")
-  assert 'srcs = ["export.py"]' in _rule(files["serving"], "export_lib")
-  assert 'main = "export_main.py"' in _rule(files["serving"], "export")
-  assert '":export_lib"' in _rule(files["serving"], "export_main")
+  # The CLI trainers/export.py is //trainers:export over //trainers:export_lib; the library
+  # serving/export.py keeps its plain name in its own package.
+  assert 'main = "export.py"' in _rule(files["trainers"], "export")
+  assert 'deps = [":export_lib"]' in _rule(files["trainers"], "export")
+  assert '"//serving:export"' in _rule(files["trainers"], "export_lib")
+  assert 'srcs = ["export.py"]' in _rule(files["serving"], "export")
+  assert "py_binary" not in files["serving"]
   assert "client" not in files["serving"]  # no serving/client.py, no //serving:client
 
 
@@ -115,26 +119,29 @@ def test_tests_get_conftests_string_mentioned_modules_and_marks(tmp_path):
   assert files["tests/core"].count('load("//tools:pytest.bzl", "pytest_test")') == 1
 
 
-def test_deferred_import_cycles_are_broken_and_closed_over(tmp_path):
+def test_an_import_cycle_through_a_function_is_an_error_too(tmp_path):
   files = dict(BASE)
   files["tfadv/config.py"] = "def validate():\n  from tfadv.core import more\n"
   _tree(tmp_path, files)
-  out = gen_build.generate(str(tmp_path))
-  # config -> more -> ops -> config is a cycle; config's deferred edge is dropped ...
-  assert "deps" not in _rule(out["tfadv"], "config")
-  # ... and targets outside the cycle depending on one of its modules also depend on the
-  # module whose closure holds the whole cycle (more -> ops -> config).
-  assert 'deps = [":ops"]' in _rule(out["tfadv/core"], "more")
-  export_lib = _rule(out["serving"], "export_lib")
-  assert '"//tfadv:config"' in export_lib and '"//tfadv/core:more"' in export_lib, export_lib
-  assert "//tfadv/core:ops" not in export_lib  # reached through :more
+  # config -> more -> ops -> config: no edge is dropped to hide it.
+  with pytest.raises(ValueError, match="Import cycle.*//tfadv/core:more -> //tfadv/core:ops"):
+    gen_build.generate(str(tmp_path))
+
+
+def test_the_deferred_edges_of_an_acyclic_graph_are_kept(tmp_path):
+  files = dict(BASE)
+  files["tfadv/core/more.py"] = files.get("tfadv/core/more.py", "") + (
+      "\ndef later():\n  from tfadv import config\n")
+  _tree(tmp_path, files)
+  more = _rule(gen_build.generate(str(tmp_path))["tfadv/core"], "more")
+  assert '"//tfadv:config"' in more, more
 
 
 def test_module_level_import_cycle_is_an_error(tmp_path):
   files = dict(BASE)
   files["tfadv/config.py"] = "from tfadv.core import ops\n"
   _tree(tmp_path, files)
-  with pytest.raises(ValueError, match="Module-level import cycle.*tfadv/core:ops"):
+  with pytest.raises(ValueError, match="Import cycle.*tfadv/core:ops"):
     gen_build.generate(str(tmp_path))
 
 
