@@ -136,3 +136,17 @@ def test_bfloat16_trains_with_the_float32_loss_within_tolerance(tmp_path):
     x = next(iter(data.test.batch(8)))[0]
     assert bf16.model(x).dtype == tf.float32
   assert "mirrored" in runs, "needs the 2 virtual CPU devices configured in conftest.py"
+
+
+def test_resnet18_activation_option():
+  silu = zoo.build_model(config_lib.ModelConfig(name="resnet18", width=2, activation="silu"),
+                         (8, 8, 3), 10)
+  relu = zoo.build_model(config_lib.ModelConfig(name="resnet18", width=2), (8, 8, 3), 10)
+  assert silu.get_layer("conv2_block1_1_relu").activation.__name__ == "silu"
+  assert relu.get_layer("conv2_block1_1_relu").activation.__name__ == "relu"
+  assert [w.shape for w in silu.weights] == [w.shape for w in relu.weights]  # same layout
+  x = tf.random.stateless_uniform([2, 8, 8, 3], [0, 1])
+  relu.set_weights(silu.get_weights())
+  assert not np.allclose(silu(x).numpy(), relu(x).numpy())
+  with pytest.raises(ValueError, match="Invalid activation"):
+    config_lib.ModelConfig(name="small_cnn", activation="gelu").validate()
