@@ -49,8 +49,8 @@ ATTACKS = {
 FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
 
 # Attacks defined for one norm only (all others accept linf and l2).
-NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "square": ("linf",), "rays": ("linf",),
-         "fab_t": ("linf",), "fgsm_rs": ("linf",), "n_fgsm": ("linf",)}
+NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "rays": ("linf",), "fgsm_rs": ("linf",),
+         "n_fgsm": ("linf",)}
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 
