@@ -81,3 +81,11 @@ def test_attention_term_is_the_l1_norm_of_the_paper(setup):
   expected = tf.clip_by_value(x + 0.1 * tf.sign(tape.gradient(total, x)), 0.0, 1.0)
   got = a3.a3(model_fn, x, y, 0.1, base="fgsm", sigma=10.0)
   np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_iter_stepll_base_with_sigma_zero_is_iter_stepll(setup):
+  from tfadv.attacks import stepll  # pylint: disable=g-import-not-at-top
+  _, model_fn, x, y = setup
+  expected = stepll.iter_stepll(model_fn, x, y, 0.1, steps=3)
+  got = a3.a3(model_fn, x, y, 0.1, base="iter_stepll", sigma=0.0, steps=3)
+  np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6)

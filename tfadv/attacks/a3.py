@@ -1,6 +1,6 @@
 """A^3, the attention-augmented attack (AAD paper, section 4.3).
 
-A gradient attack (FGSM, StepLL or PGD) whose objective gains an attention-deviation term,
+A gradient attack (FGSM, StepLL, Iter-StepLL or PGD) whose objective gains an attention-deviation term,
 `loss(f(x_adv)) + sigma * ||Att(x) - g(x_adv)||_1` (the paper's eqs. 11-12, sigma = 10 in
 its experiments): `Att(x)` is the binary attention area of the clean image
 (`tfadv.attention.masks.attention_area`), `g(x_adv)` the Grad-CAM map of the adversarial
@@ -68,34 +68,36 @@ def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_
     eps: radius of the threat ball.
     norm: `linf` or `l2`.
     base: `fgsm` (one step of size eps), `stepll` (one step towards the least-likely
-      class) or `pgd` (`steps` projected steps from a random start).
+      class), `pgd` (`steps` projected steps from a random start) or `iter_stepll`
+      (`steps` projected steps from `x` towards the least-likely class; the paper's
+      Table 7 pairs A^3 with it and with PGD).
     sigma: weight of the l1 attention deviation (the paper's sigma, 10).
-    steps: PGD iterations (`base="pgd"`).
-    step_size: PGD step; None means 2.5 * eps / steps.
+    steps: iterations of `pgd` and `iter_stepll`.
+    step_size: their step; None means 2.5 * eps / steps.
     kappa: attention-area threshold (None: each image's mean, the paper's default).
-    random_start: PGD starts from a uniform point of the ball.
+    random_start: PGD starts from a uniform point of the ball (Iter-StepLL never does).
     seed: optional int tensor [2] for a stateless random start.
 
   Returns:
     Adversarial images within `eps` of `x` and in [0, 1].
   """
   order = common.norm_order(norm)
-  if base not in ("fgsm", "stepll", "pgd"):
-    raise ValueError(f"Invalid base: expected one of [fgsm, stepll, pgd] for a3; received "
-                     f"base={base!r}")
+  if base not in ("fgsm", "stepll", "pgd", "iter_stepll"):
+    raise ValueError(f"Invalid base: expected one of [fgsm, stepll, pgd, iter_stepll] for a3; "
+                     f"received base={base!r}")
   tapped = getattr(model_fn, "gradcam_model", None)
   if tapped is None:
     raise ValueError("Invalid model_fn: A3 needs Grad-CAM; expected a model_fn from "
                      "tfadv.attacks.a3.with_gradcam(model); received one without "
                      "`gradcam_model`")
   x = tf.convert_to_tensor(x, tf.float32)
-  if eps == 0 or (base == "pgd" and steps == 0):
+  if eps == 0 or (base in ("pgd", "iter_stepll") and steps == 0):
     return x
   y = tf.cast(y, tf.int32)
   size = (x.shape[1], x.shape[2])
   clean_cam, _ = gradcam_lib.gradcam(tapped, x, y)
   area = masks.attention_area(clean_cam, size, kappa)
-  if base == "stepll":
+  if base in ("stepll", "iter_stepll"):
     target, sign = objectives.least_likely(model_fn, x), -1.0
   else:
     target, sign = y, 1.0
@@ -113,7 +115,9 @@ def a3(model_fn, x, y, eps, norm="linf", base="pgd", sigma=10.0, steps=10, step_
   if base in ("fgsm", "stepll"):
     return common.project(x, x + optimize_linear(gradient(x), eps, order), eps, order)
   step = min(float(step_size or 2.5 * eps / steps), float(eps))
-  x_adv = common.random_start(x, eps, order, seed) if random_start else x
+  # Iter-StepLL starts at x (BIM), as tfadv.attacks.stepll.iter_stepll.
+  start = random_start and base == "pgd"
+  x_adv = common.random_start(x, eps, order, seed) if start else x
   return common.iterate(
       lambda z: common.project(x, z + optimize_linear(gradient(z), step, order), eps, order),
       x_adv, steps)
