@@ -7,21 +7,35 @@ beside the final one (its name is not an integer, so TF Serving ignores it) and 
 place only when complete: the server never sees a partial version, and an existing version is
 never overwritten.
 
-Signatures (all with method `tensorflow/serving/predict` and batch dimension None):
+Signatures (the names and keys are in `serving.signatures`; batch dimension None):
 
-- `serving_default`: `images` float32 [None, H, W, C] in [0, 1] -> `logits` [None, K],
-  `probabilities` [None, K], `classes` int32 [None].
-- `predict_images`: `image_bytes` string [None] (PNG/JPEG/GIF/BMP bytes; the REST form is
+- `serving_default`: `images` float32 [N, H, W, C] in [0, 1] -> `logits` [N, K],
+  `probabilities` [N, K], `class_ids` int32 [N], `classes` string [N] (the class names).
+- `predict_images`: `image_bytes` string [N] (PNG/JPEG/GIF/BMP bytes; the REST form is
   `{"b64": ...}`), decoded and resized to H x W inside the graph -> the same outputs.
-- `explain`: `images` as in `serving_default` -> the same outputs, `gradcam` [None, H, W]
+- `predict_uint8` (only with `accept_uint8=True`): `images` uint8 [N, H, W, C] in 0..255,
+  divided by 255 inside the graph -> the same outputs.
+- `explain`: `images` as in `serving_default` -> the same outputs, `gradcam` [N, H, W]
   (Grad-CAM of the predicted class, scaled to [0, 1], at input resolution) and
-  `attention_0` .. `attention_3` [None, h_j, w_j] (activation attention of each stage,
-  scaled to [0, 1]).
+  `attention_0` .. `attention_3` [N, h_j, w_j] (activation attention of each stage).
+- `classify` (method `tensorflow/serving/classify`, TF Serving's Classify API): `inputs`
+  serialized tf.Examples whose bytes feature `image/encoded` holds the image -> `classes`
+  [N, K] (the class names) and `scores` [N, K] (probabilities).
+- `model_card`: `format` string [N] ("json" or "md") -> `model_card` string [N].
+
+TF Serving does no input validation, so the signatures do it in the graph: images must be
+finite, within [0, 1] (up to `signatures.RANGE_TOLERANCE`, then clipped) and of shape
+[N, H, W, C] (the inputs take any shape so that the checks are not folded away); image bytes
+must be a complete PNG/JPEG/GIF/BMP file. Anything else fails with INVALID_ARGUMENT (HTTP 400)
+and a message saying what was expected and what was received, e.g. `images must be float32
+in [0, 1]; received max 255.0 — divide by 255` or `image_bytes[2] (14 bytes): truncated PNG
+(no IEND chunk at the end)`.
 
 Only the inference model is saved (its variables; no optimizer, no attack). Warmup requests
 go to `assets.extra/tf_serving_warmup_requests`, what was deployed (dataset, class names,
 input size, defense, eps, robustness figures) to `assets.extra/tfadv_metadata.json` and to the
-SavedModel attribute `tfadv_metadata` (a string, for `tf.saved_model.load(path)`).
+SavedModel attribute `tfadv_metadata` (a string, for `tf.saved_model.load(path)`), and the
+model card (`serving.model_card`) to `assets.extra/model_card.json` and `model_card.md`.
 
 Example:
 

@@ -6,6 +6,7 @@ load the export with the v1 SavedModel loader (tests.serving.model_server), so t
 requests run the exported signatures by their tensor names, as in TF Serving.
 """
 
+import base64
 import json
 import os
 import re
@@ -290,8 +291,10 @@ def test_model_card_from_the_server_and_from_the_files(served, servers):
   markdown = open(os.path.join(served.version_dir, "assets.extra", "model_card.md")).read()
   assert proc.stdout == markdown
   assert client_lib.read_model_card(served.version_dir) == want
-  with pytest.raises(FileNotFoundError, match="model_card.json"):
+  with pytest.raises(ValueError, match="expected an integer version directory"):
     client_lib.read_model_card(served.base_path)
+  with pytest.raises(FileNotFoundError, match="model_card.json"):
+    client_lib.read_model_card(os.path.join(served.base_path, "7"))
 
 
 def test_cli_prints_the_models_class_names(served, servers, tmp_path):
@@ -302,3 +305,21 @@ def test_cli_prints_the_models_class_names(served, servers, tmp_path):
   ids = _keras_classes(served, served.x[:2])
   for i, c in enumerate(ids):
     assert f"digit{i}: class {c} ({served.class_names[c]})" in proc.stdout, proc.stdout
+
+
+def test_rest_classify_answers_class_names_with_scores(served, servers):
+  png = warmup_lib.encode_png(served.x[0])
+  body = {"signature_name": "classify",
+          "examples": [{"image/encoded": {"b64": base64.b64encode(png).decode()}}]}
+  request = urllib.request.Request(
+      f"http://{servers[1]}/v1/models/{served.model_name}:classify",
+      data=json.dumps(body).encode(), method="POST")
+  with urllib.request.urlopen(request, timeout=30) as response:
+    results = json.loads(response.read())["results"]
+  assert [name for name, _ in results[0]] == list(served.class_names)
+  decoded = tf.io.decode_png(png).numpy()[None] / 255.0
+  want = tf.nn.softmax(served.model(decoded.astype(np.float32))).numpy()[0]
+  np.testing.assert_allclose([score for _, score in results[0]], want, rtol=1e-4, atol=1e-6)
+  code, error = _post_error(f"http://{servers[1]}/v1/models/{served.model_name}:classify",
+                            {"examples": [{"image/encoded": {"b64": "aGVsbG8="}}]})
+  assert code == 400 and "Expected classification signature method_name" in error

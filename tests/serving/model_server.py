@@ -245,14 +245,49 @@ def start_grpc_server(store, host="127.0.0.1", port=0, max_workers=4):
 
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
-                   r"(?P<verb>:predict|/metadata)?$")
+                   r"(?P<verb>:predict|:classify|/metadata)?$")
+
+
+def _example(features):
+  """A tf.Example from TF Serving's JSON example form: {name: value or [values]}; bytes as
+  {"b64": ...}, numbers as floats (ints when all are integers)."""
+  example = tf.train.Example()
+  for key, value in features.items():
+    values = rest.decode_value(value)
+    values = values if isinstance(values, list) else [values]
+    feature = example.features.feature[key]
+    if all(isinstance(v, (bytes, str)) for v in values):
+      feature.bytes_list.value.extend(v.encode() if isinstance(v, str) else v for v in values)
+    elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+      feature.int64_list.value.extend(values)
+    else:
+      feature.float_list.value.extend(float(v) for v in values)
+  return example.SerializeToString()
+
+
+def classify_response(loaded, signature_name, body):
+  """TF Serving's REST classify: {"examples": [...]} -> {"results": [[[class, score], ...]]}."""
+  examples = body.get("examples") if isinstance(body, dict) else None
+  if not isinstance(examples, list):
+    raise InvalidInput("Invalid request: expected 'examples' (a list of feature objects)")
+  signature = loaded.signature(signature_name)
+  if signature.method_name != signatures.CLASSIFY_METHOD:
+    raise InvalidInput(f"Expected classification signature method_name to be "
+                       f"{signatures.CLASSIFY_METHOD}. Was: {signature.method_name}")
+  try:
+    serialized = np.array([_example(e) for e in examples], dtype=object)
+  except (TypeError, ValueError, AttributeError) as e:
+    raise InvalidInput(f"Invalid example: {e}") from e
+  outputs = loaded.run(signature_name, {signatures.CLASSIFY_INPUTS_KEY: serialized})
+  return {"results": [[[c.decode(), float(p)] for c, p in zip(classes, scores)]
+                      for classes, scores in zip(outputs["classes"], outputs["scores"])]}
 
 
 def rest_handler(store):
   """An `http.server` request handler class answering TF Serving's REST API from `store`."""
 
   class Handler(http.server.BaseHTTPRequestHandler):
-    """GET status/metadata, POST :predict."""
+    """GET status/metadata, POST :predict and :classify."""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
@@ -271,7 +306,7 @@ def rest_handler(store):
       if not match:
         raise NotFound(f"Malformed request: {method} {self.path}")
       verb = match.group("verb")
-      if (method == "POST") != (verb == ":predict"):
+      if (method == "POST") != (verb in (":predict", ":classify")):
         raise NotFound(f"Malformed request: {method} {self.path}")
       return match.group("name"), match.group("version"), verb
 
@@ -296,7 +331,7 @@ def rest_handler(store):
 
     def do_POST(self):  # pylint: disable=invalid-name
       try:
-        name, version, _ = self._route("POST")
+        name, version, verb = self._route("POST")
         _, loaded = store.get(name, version)
         length = int(self.headers.get("Content-Length") or 0)
         try:
@@ -306,6 +341,9 @@ def rest_handler(store):
         if not isinstance(body, dict):
           raise InvalidInput("Invalid request: expected a JSON object")
         signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
+        if verb == ":classify":
+          self._send(200, classify_response(loaded, signature_name, body))
+          return
         signature = loaded.signature(signature_name)
         try:
           _, inputs, columnar = rest.parse_predict_request(body, signature.inputs)
