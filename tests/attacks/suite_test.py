@@ -191,3 +191,15 @@ def test_config_is_a_leaf_module():
   out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                        text=True, check=True, env=dict(os.environ, PYTHONPATH=root))
   assert out.stdout.strip() == "['tfadv', 'tfadv.config']"
+
+
+def test_registry_is_one_record_per_attack():
+  # The views other modules read are derived from the records, never kept by hand.
+  assert list(registry.ATTACKS) == [s.name for s in registry.SPECS]
+  assert registry.FIELD_ATTACKS == {"fgsm", "pgd", "trades"}
+  assert registry.NORMS["rays"] == ("linf",) and "square" not in registry.NORMS
+  assert registry.needs_gradcam("a3") and not registry.needs_gradcam("pgd")
+  assert registry.spec("autoattack").randomized
+  assert set(registry.parameters("autoattack")) >= {"version", "eot_iter", "parts"}
+  with pytest.raises(ValueError, match="Invalid attack"):
+    registry.spec("deepfool")

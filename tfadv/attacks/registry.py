@@ -1,9 +1,10 @@
-"""Attack registry: one name per attack, one calling convention.
+"""Attack registry: one record (`Spec`) per attack, one calling convention.
 
 Every entry is `attack(model_fn, x, y, **params) -> x_adv`, pure TensorFlow and safe inside
 `tf.function`, with the result inside the threat ball and in [0, 1].
 """
 
+import dataclasses
 import inspect
 
 from tfadv import config as config_lib
@@ -22,35 +23,79 @@ from tfadv.attacks import spsa as spsa_lib
 from tfadv.attacks import stepll as stepll_lib
 from tfadv.attacks import trades as trades_lib
 
-ATTACKS = {
-    "fgsm": fgsm_lib.fgsm,
-    "pgd": pgd_lib.pgd,
-    "trades": trades_lib.trades,  # TRADES inner maximisation (KL to the clean prediction)
-    "bim": iterative.bim,
-    "mim": iterative.mim,
-    "cw_linf": cw.cw_linf,
-    "cw_l2": cw.cw_l2,
-    "stepll": stepll_lib.stepll,
-    "iter_stepll": stepll_lib.iter_stepll,
-    "spsa": spsa_lib.spsa,
-    "apgd_ce": apgd_lib.apgd,
-    "apgd_t": apgd_lib.apgd_t,
-    "fab_t": fab_lib.fab_t,
-    "square": square_lib.square,
-    "autoattack": autoattack_lib.autoattack,
-    "rays": rays_lib.rays,
-    "a3": a3_lib.a3,  # Needs a model_fn from a3.with_gradcam (the evaluation wraps it).
-    "fgsm_rs": fast_lib.fgsm_rs,  # Training attacks of fast AT (tfadv.attacks.fast).
-    "n_fgsm": fast_lib.n_fgsm,  # Not projected onto the eps-ball: training only.
-}
+_BOTH = ("linf", "l2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """One attack as data: what the registry, the `--attacks` parser and the evaluation need.
+
+  Attributes:
+    name: the registry name (`--attacks=name:key=value`).
+    fn: `fn(model_fn, x, y, eps, norm, **options) -> x_adv`; its keyword arguments besides
+      model_fn, x, y, eps, norm and seed are the option schema (`parameters(name)`).
+    norms: the norms it is defined for.
+    fields: configured by `AttackConfig`'s PGD fields (steps, step_size, ...), not params.
+    gradcam: needs a `model_fn` from `a3.with_gradcam` (the evaluation wraps the model).
+    randomized: handles randomized models itself (expectation over transformation).
+    training_only: meant for training (e.g. not projected onto the eps-ball).
+  """
+  name: str
+  fn: object
+  norms: tuple = _BOTH
+  fields: bool = False
+  gradcam: bool = False
+  randomized: bool = False
+  training_only: bool = False
+
+
+SPECS = (
+    Spec("fgsm", fgsm_lib.fgsm, fields=True),
+    Spec("pgd", pgd_lib.pgd, fields=True),
+    # TRADES inner maximisation (KL to the clean prediction).
+    Spec("trades", trades_lib.trades, fields=True),
+    Spec("bim", iterative.bim),
+    Spec("mim", iterative.mim),
+    Spec("cw_linf", cw.cw_linf),
+    Spec("cw_l2", cw.cw_l2, norms=("l2",)),
+    Spec("stepll", stepll_lib.stepll),
+    Spec("iter_stepll", stepll_lib.iter_stepll),
+    Spec("spsa", spsa_lib.spsa, norms=("linf",)),
+    Spec("apgd_ce", apgd_lib.apgd, randomized=True),  # eot_iter=20 for randomized models
+    Spec("apgd_t", apgd_lib.apgd_t),
+    Spec("fab_t", fab_lib.fab_t),
+    Spec("square", square_lib.square),
+    Spec("autoattack", autoattack_lib.autoattack, randomized=True),  # version=rand
+    Spec("rays", rays_lib.rays, norms=("linf",)),
+    Spec("a3", a3_lib.a3, gradcam=True),
+    # Training attacks of fast AT (tfadv.attacks.fast); N-FGSM is not projected.
+    Spec("fgsm_rs", fast_lib.fgsm_rs, norms=("linf",), training_only=True),
+    Spec("n_fgsm", fast_lib.n_fgsm, norms=("linf",), training_only=True),
+)
+
+SPEC = {spec.name: spec for spec in SPECS}
+
+# Views of the table kept for their users (specs.py, the trainer, tests).
+ATTACKS = {spec.name: spec.fn for spec in SPECS}
 
 # Attacks configured by AttackConfig's own PGD fields (steps, step_size, random_start,
 # restarts); every other attack takes its options from `AttackConfig.params`.
-FIELD_ATTACKS = frozenset({"fgsm", "pgd", "trades"})
+FIELD_ATTACKS = frozenset(spec.name for spec in SPECS if spec.fields)
 
 # Attacks defined for one norm only (all others accept linf and l2).
-NORMS = {"cw_l2": ("l2",), "spsa": ("linf",), "rays": ("linf",), "fgsm_rs": ("linf",),
-         "n_fgsm": ("linf",)}
+NORMS = {spec.name: spec.norms for spec in SPECS if spec.norms != _BOTH}
+
+
+def needs_gradcam(name):
+  """Whether attack `name` needs a `model_fn` from `a3.with_gradcam`."""
+  return spec(name).gradcam
+
+
+def spec(name):
+  """The `Spec` of attack `name`, or a ValueError listing the names."""
+  get(name)
+  return SPEC[name]
+
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 
@@ -78,10 +123,10 @@ def _check(condition, argument, expected, value):
 def _validate_attack(config):
   _check(config.name in ATTACKS, "attack", f"one of [{', '.join(sorted(ATTACKS))}]",
          config.name)
-  norms = NORMS.get(config.name, ("linf", "l2"))
+  norms = SPEC[config.name].norms
   _check(config.norm.value in norms, "norm", f"one of [{', '.join(norms)}] for {config.name}",
          config.norm.value)
-  if config.name not in FIELD_ATTACKS:
+  if not SPEC[config.name].fields:
     default = config_lib.AttackConfig()
     for field in ("step_size", "steps", "random_start", "restarts"):
       _check(getattr(config, field) == getattr(default, field), field,
