@@ -96,8 +96,9 @@ def build(meta, report=None):
       "robustness": {
           "defense": defense.get("name"),
           # The report lists only what the recipe reads; else the whole recorded config.
-          "defense_weights": (report or {}).get("defense_settings") or {
-              k: v for k, v in defense.items() if k != "name"},
+          "defense_weights": ((report or {}).get("defense_settings")
+                              or meta.get("defense_settings")
+                              or {k: v for k, v in defense.items() if k != "name"}),
           "training_attack": attack,
           "threat_model": threat,
           "eps": attack.get("eps"),

@@ -120,6 +120,11 @@ def export_metadata(run_config, report=None):
       "model": run_config.get("model", {}),
       "defense": run_config.get("defense", {}),
   }
+  try:  # The weights the recipe really used (defaults included), for the model card.
+    defense = config_lib.DefenseConfig.from_dict(run_config["defense"])
+    meta["defense_settings"] = trainer.to_jsonable(recipes.settings(defense))
+  except (KeyError, TypeError, ValueError, AttributeError):
+    pass  # An older or foreign run config: the card shows the recorded config instead.
   if report is not None:
     meta["robustness"] = {"clean_accuracy": report["clean_accuracy"],
                           "eps": report["eps"],
