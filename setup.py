@@ -41,6 +41,7 @@ setuptools.setup(
             "tfadv-analyze=trainers.analyze:run",
             "tfadv-export=trainers.export:run",
             "tfadv-client=trainers.client:run",
+            "tfadv-study=trainers.study:run",
         ],
     },
 )

@@ -1,16 +1,20 @@
-r"""Defenses side by side: same model, data and budget; clean / PGD-20 / PGD-100 accuracy.
+r"""Defenses side by side: same model, data and budget; clean / PGD-20 / AutoAttack accuracy.
 
-Trains each defense with the library (`tfadv.training.trainer.train`) on Fashion-MNIST with
-the same model, training attack (L-inf PGD, eps = 0.1), optimizer, steps and seed, then
-evaluates every model on the same test examples, clean and under L-inf PGD-20 and PGD-100
-(eps = 0.1, step 2.5 * eps / steps, random start), and writes a Markdown table (and the
-numbers as JSON). Not a test: a measurement whose outcome is reported as it comes.
+Trains each defense of `tfadv.defenses.table` with the library (`trainer.train`) on
+Fashion-MNIST with the same model, training-attack budget (L-inf, eps = 0.1), optimizer,
+steps and seed, then evaluates every model on the same test examples, clean and under L-inf
+PGD-20 and AutoAttack (eps = 0.1). Randomized defenses (RAT, Randomization) are attacked
+with expectation over transformation: AutoAttack's `rand` version. `ensemble_at` takes the
+`none` model of the same run as its static model. Writes a Markdown table with the standard
+error of each figure (and the numbers as JSON). Not a test: a measurement whose outcome is
+reported as it comes.
 
   python benchmarks/defenses.py --train_steps=600 --batch_size=64 --width=16 \
       --attack_steps=7 --num_examples=1000 --output=/tmp/tfadv_defenses.md
 """
 
 import json
+import math
 import os
 import time
 
@@ -22,11 +26,13 @@ from absl import logging
 
 from tfadv import config as config_lib
 from tfadv.data import datasets
+from tfadv.defenses import table
 from tfadv.evaluation import robustness
 from tfadv.training import trainer
 
-flags.DEFINE_list("defenses", ["pat", "aad", "alp", "alp_aad", "trades", "at_alp", "at_alp_aad"],
-                  "Defenses to train and compare.")
+flags.DEFINE_list("defenses", list(table.NAMES), "Defenses to train and compare.")
+flags.DEFINE_string("fd_model", "resnet18",
+                    "Architecture of fd, whose denoising blocks need ResNet stages.")
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST idx files (default: Debian's).")
 flags.DEFINE_float("eps", 0.1, "L-inf budget of training and evaluation attacks.")
 flags.DEFINE_integer("attack_steps", 7, "PGD steps of the training attack.")
@@ -43,9 +49,15 @@ flags.DEFINE_string("output", None, "Markdown table path (default <work_dir>/def
 FLAGS = flags.FLAGS
 
 
-def _row(name, result, seconds, steps):
-  return (f"| {name} | {steps} | {seconds / 60:.1f} | {100 * result.clean_accuracy:.1f} | "
-          f"{100 * result.accuracy('pgd20'):.1f} | {100 * result.accuracy('pgd100'):.1f} |")
+def _cell(accuracy, n):
+  """`accuracy ± standard error` in percent (binomial: sqrt(p (1 - p) / n))."""
+  return f"{100 * accuracy:.1f} ± {100 * math.sqrt(accuracy * (1 - accuracy) / n):.1f}"
+
+
+def _row(name, model, numbers, n):
+  return (f"| {name} | {model} | {numbers['train_minutes']:.1f} | "
+          f"{_cell(numbers['clean'], n)} | {_cell(numbers['pgd20'], n)} | "
+          f"{_cell(numbers['autoattack'], n)} |")
 
 
 def main(argv):
@@ -53,13 +65,20 @@ def main(argv):
   data_config = config_lib.DataConfig(name="fashion_mnist", data_dir=FLAGS.data_dir,
                                       seed=FLAGS.seed).validate()
   data = datasets.load(data_config)
-  model_config = config_lib.ModelConfig(name="small_cnn", width=FLAGS.width).validate()
   train_attack = config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=FLAGS.attack_steps)
-  eval_attacks = (config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=20),
-                  config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=100))
+  pgd20 = config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=20)
+  names = list(FLAGS.defenses)
+  if "ensemble_at" in names and "none" in names:  # Its static model comes first.
+    names.remove("none")
+    names.insert(0, "none")
   rows, numbers = [], {}
-  for name in FLAGS.defenses:
-    defense = config_lib.DefenseConfig(name=name, attack=train_attack).validate()
+  for name in names:
+    entry = table.get(name)
+    model_name = FLAGS.fd_model if entry.wrapper == "denoise" else "small_cnn"
+    model_config = config_lib.ModelConfig(name=model_name, width=FLAGS.width).validate()
+    static = ((os.path.join(FLAGS.work_dir, "none"),) if entry.static_sources else ())
+    defense = config_lib.DefenseConfig(name=name, attack=train_attack,
+                                       static_model_dirs=static).validate()
     train_config = config_lib.TrainConfig(
         model_dir=os.path.join(FLAGS.work_dir, name), batch_size=FLAGS.batch_size,
         train_steps=FLAGS.train_steps, learning_rate=FLAGS.learning_rate,
@@ -68,22 +87,29 @@ def main(argv):
     start = time.time()
     trained = trainer.train(data, model_config, defense, train_config, data_config)
     seconds = time.time() - start
-    result = robustness.evaluate(trained.model, data.test, eval_attacks, FLAGS.num_examples,
-                                 batch_size=250)
-    rows.append(_row(name, result, seconds, trained.steps))
+    version = "rand" if entry.randomized else "standard"
+    autoattack = config_lib.AttackConfig(name="autoattack", eps=FLAGS.eps,
+                                         params=(("version", version),))
+    result = robustness.evaluate(trained.model, data.test, (pgd20, autoattack),
+                                 FLAGS.num_examples, batch_size=250)
     numbers[name] = {"clean": result.clean_accuracy, "pgd20": result.accuracy("pgd20"),
-                     "pgd100": result.accuracy("pgd100"), "train_minutes": seconds / 60,
-                     "train_steps": trained.steps, "defense": trainer.to_jsonable(defense)}
+                     "autoattack": result.accuracy(_key(result, "autoattack")),
+                     "autoattack_version": version, "model": model_name,
+                     "train_minutes": seconds / 60, "train_steps": trained.steps,
+                     "defense": trainer.to_jsonable(defense)}
+    rows.append(_row(name + (" (EOT)" if entry.randomized else ""), model_name,
+                     numbers[name], FLAGS.num_examples))
     logging.info("%s", rows[-1])
     print(rows[-1], flush=True)
   header = [
       f"Fashion-MNIST, small_cnn width {FLAGS.width}, {FLAGS.train_steps} steps of batch "
       f"{FLAGS.batch_size} (Adam {FLAGS.learning_rate:g}, seed {FLAGS.seed}), training "
       f"attack L-inf PGD-{FLAGS.attack_steps} eps = {FLAGS.eps:g}; evaluation on the first "
-      f"{FLAGS.num_examples} test images, L-inf PGD eps = {FLAGS.eps:g} "
-      "(step 2.5 eps / steps, random start). Default weights of every defense.",
+      f"{FLAGS.num_examples} test images at eps = {FLAGS.eps:g}: PGD-20 (step 2.5 eps / 20, "
+      "random start) and AutoAttack (standard; `rand` with EOT for randomized defenses). "
+      "Default weights of every defense; ± one standard error.",
       "",
-      "| defense | steps | train min | clean % | PGD-20 % | PGD-100 % |",
+      "| defense | model | train min | clean % | PGD-20 % | AutoAttack % |",
       "|---|---|---|---|---|---|",
   ]
   table = "\n".join(header + rows) + "\n"
@@ -94,6 +120,11 @@ def main(argv):
   with open(os.path.splitext(output)[0] + ".json", "w") as f:
     json.dump(numbers, f, indent=2)
   print(table)
+
+
+def _key(result, prefix):
+  """The report name of the one attack whose name starts with `prefix`."""
+  return next(name for name in result.attack_correct if name.startswith(prefix))
 
 
 if __name__ == "__main__":

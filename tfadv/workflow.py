@@ -44,6 +44,7 @@ class LoadedModel:
   checkpoint: str
   weights: str = "raw"
   best: Optional[dict] = None
+  tapped: Optional[keras.Model] = None  # The same layers: logits, taps, Grad-CAM, extras.
 
 
 def _progress_bar(total, enabled):
@@ -193,8 +194,8 @@ def load_trained(model_dir, checkpoint="auto"):
     raise ValueError(f"Invalid model_dir: {os.path.join(model_dir, trainer.RUN_CONFIG)!r} "
                      f"is not a tfadv run config ({e})") from e
   defense_config = config_lib.DefenseConfig.from_dict(run.get("defense", {"name": "none"}))
-  model, _ = defense_models.build(model_config, recipes.build(defense_config), shape,
-                                  num_classes)
+  model, tapped = defense_models.build(model_config, recipes.build(defense_config), shape,
+                                       num_classes)
   if checkpoint not in ("auto", "best", "latest"):
     raise ValueError("Invalid checkpoint: expected one of [auto, best, latest]; received "
                      f"checkpoint={checkpoint!r}")
@@ -217,7 +218,7 @@ def load_trained(model_dir, checkpoint="auto"):
     ema.copy_to(ema_lib.averaged_weights(model))
     weights = "ema"
   return LoadedModel(model, run, data_config, model_config, path, weights,
-                     best if use_best else None)
+                     best if use_best else None, tapped)
 
 
 def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None,

@@ -54,7 +54,10 @@ def analyze(loaded, output_dir, num_examples=256, eps=0.1, attack_steps=20, frac
   y = tf.cast(y, tf.int32)
   model = loaded.model
   name = loaded.model_config.name
-  tapped = taps_lib.tapped_model(model, zoo.tap_layer_names(name), zoo.gradcam_layer_name(name))
+  tapped = loaded.tapped  # Built with the defense's wrapper (tfadv.defenses.models).
+  if tapped is None:
+    tapped = taps_lib.tapped_model(model, zoo.tap_layer_names(name),
+                                   zoo.gradcam_layer_name(name))
 
   def model_fn(images):
     return model(images, training=False)

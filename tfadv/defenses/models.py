@@ -12,14 +12,18 @@ import json
 import os
 
 from tfadv import config as config_lib
+from tfadv.models import denoise
 from tfadv.models import ensemble
+from tfadv.models import noise
 from tfadv.models import randomization
 from tfadv.models import taps as taps_lib
 from tfadv.models import zoo
 
 # name -> builder; the defenses of `tfadv.defenses.table` refer to these names.
 WRAPPERS = {
+    "denoise": denoise.build,  # FD: non-local-means blocks after stages (Xie et al. 2019).
     "ensemble": ensemble.build,  # ADP: M members, logits = log of the mean softmax.
+    "noise": noise.build,  # RAT: noise injection at training and inference.
     "randomization": randomization.build,  # Random resize + zero padding (Xie et al. 2018).
 }
 
@@ -76,6 +80,19 @@ def resolve_wrapper_options(name, options):
       value = _literal(value)
     resolved[key] = value
   return resolved
+
+
+def random_states(model):
+  """The state variables of the model's random layers (noise, randomization).
+
+  Keras keeps `SeedGenerator` states out of `model.weights`, so a checkpoint of the model
+  alone would restart their random streams on resume; the trainer checkpoints these too.
+  """
+  states = []
+  for layer in model._flatten_layers():  # pylint: disable=protected-access
+    for generator in getattr(layer, "_seed_generators", ()):
+      states.append(generator.state)
+  return states
 
 
 def build(model_config, recipe, input_shape, num_classes):

@@ -30,14 +30,18 @@ def _check(distribution, scale):
                      f"units); received scale={scale!r}")
 
 
-def sample_noise(shape, distribution, scale, dtype=tf.float32):
+def sample_noise(shape, distribution, scale, dtype=tf.float32, seed=None):
   """Zero-mean noise: Gaussian with std `scale`, or Laplace with scale `scale`
-  (density `exp(-|t|/scale) / (2 scale)`, std `sqrt(2) * scale`)."""
+  (density `exp(-|t|/scale) / (2 scale)`, std `sqrt(2) * scale`).
+
+  `seed` is a `keras.random.SeedGenerator` (or None): its state is a variable of the layer,
+  saved in checkpoints, so a resumed run draws the same noise as an uninterrupted one.
+  """
   if distribution == "gaussian":
-    return scale * tf.random.normal(shape, dtype=dtype)
+    return scale * keras.random.normal(shape, dtype=dtype, seed=seed)
   # Inverse CDF of the Laplace distribution on u uniform in (-1/2, 1/2).
-  tiny = tf.constant(1e-7, dtype)
-  u = tf.random.uniform(shape, -0.5 + tiny, 0.5, dtype=dtype)
+  tiny = 1e-7
+  u = keras.random.uniform(shape, -0.5 + tiny, 0.5, dtype=dtype, seed=seed)
   return -scale * tf.sign(u) * tf.math.log1p(-2.0 * tf.abs(u))
 
 
@@ -55,11 +59,12 @@ class NoiseInjection(layers.Layer):
     _check(distribution, scale)
     self.distribution = distribution
     self.scale = float(scale)
+    self.seed_generator = keras.random.SeedGenerator(seed=None, name="noise_seed")
 
   def call(self, inputs, training=None):
     del training  # random at inference too: it is the defense
     return inputs + sample_noise(tf.shape(inputs), self.distribution, self.scale,
-                                 inputs.dtype)
+                                 inputs.dtype, self.seed_generator)
 
   def compute_output_shape(self, input_shape):
     return input_shape

@@ -54,6 +54,9 @@ class RandomResizePad(layers.Layer):
     self.min_size = None if min_size is None else int(min_size)
     self.max_size = None if max_size is None else int(max_size)
     self.per_example = bool(per_example)
+    # Its state is a variable of the layer, saved in checkpoints: a resumed run draws the
+    # same sizes and offsets as an uninterrupted one.
+    self.seed_generator = keras.random.SeedGenerator(seed=None, name="randomization_seed")
 
   def build(self, input_shape):
     height, width = int(input_shape[1]), int(input_shape[2])
@@ -70,13 +73,13 @@ class RandomResizePad(layers.Layer):
     out_h, out_w = self.size
     batch = tf.shape(images)[0]
     draws = [batch] if self.per_example else [1]
-    r = tf.random.uniform(draws, low, high + 1, dtype=tf.int32)
+    r = keras.random.randint(draws, low, high + 1, dtype="int32", seed=self.seed_generator)
     r_w = tf.cast(tf.round(tf.cast(r, tf.float32) * (width / height)), tf.int32)
     r_w = tf.clip_by_value(r_w, 1, out_w)
     # Uniform integer offsets in [0, S - r] (a per-image upper bound).
-    top = tf.cast(tf.floor(tf.random.uniform(draws) * tf.cast(out_h - r + 1, tf.float32)),
+    top = tf.cast(tf.floor(keras.random.uniform(draws, seed=self.seed_generator) * tf.cast(out_h - r + 1, tf.float32)),
                   tf.int32)
-    left = tf.cast(tf.floor(tf.random.uniform(draws) * tf.cast(out_w - r_w + 1, tf.float32)),
+    left = tf.cast(tf.floor(keras.random.uniform(draws, seed=self.seed_generator) * tf.cast(out_w - r_w + 1, tf.float32)),
                    tf.int32)
     # Resize and pad as one gather onto the fixed output grid: every shape is static, so
     # the layer also compiles with XLA (a resize to a random size does not).

@@ -410,6 +410,9 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     with strategy.scope():
       ema = ema_lib.WeightEMA(ema_lib.averaged_weights(model), train_config.ema_decay)
   extra = {"ema": ema} if ema is not None else {}
+  states = defense_models.random_states(model)
+  if states:  # Random layers' streams resume where they stopped (RAT, Randomization).
+    extra["random_states"] = states
   checkpointer = checkpoints.Checkpointer(train_config.model_dir, strategy,
                                           train_config.keep_checkpoints, model=model,
                                           optimizer=optimizer, **extra)

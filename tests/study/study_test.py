@@ -1,0 +1,154 @@
+"""tfadv-study end to end on digits: kill it mid-way, rerun, shard it; same study.json."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tfadv.study import cells
+from tfadv.study import runner
+from tfadv.study import spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+STUDY = {
+    "name": "digits_tiny",
+    "data": {"name": "digits"},
+    "model": {"name": "small_cnn", "width": 4},
+    "defenses": ["none", "pat"],
+    "seeds": [0, 1],
+    "train": {"train_steps": 20, "batch_size": 32, "checkpoint_every": 10, "image_every": 0},
+    "training_attack": {"eps": 0.1, "steps": 2},
+    "evaluation": {"attacks": "fgsm,pgd:steps=3|6", "num_examples": 64, "batch_size": 64},
+    "threat_models": ["white", "gray"],
+    "analysis": {"num_examples": 16, "landscape_examples": 8, "points": 3,
+                 "attack_steps": 3},
+    "claims": [{"better": "pat", "than": "none", "attack": "pgd6", "threat": "gray",
+                "eps": 0.1}],
+}
+
+
+def _write_study(path, **changes):
+  with open(path, "w") as f:
+    json.dump(dict(STUDY, **changes), f)
+  return str(path)
+
+
+def _cli(*args, **kw):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.Popen([sys.executable, "-m", "trainers.study", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _deterministic(directory):
+  """study.json without the wall times (the only field that is not a function of cells)."""
+  with open(os.path.join(directory, "study.json")) as f:
+    document = json.load(f)
+  document.pop("cost")
+  return document
+
+
+def _mtimes(directory):
+  folder = os.path.join(directory, "cells")
+  return {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)}
+
+
+@pytest.mark.slow
+def test_killed_rerun_and_sharded_studies_equal_an_uninterrupted_one(tmp_path):
+  study_file = _write_study(tmp_path / "study.json")
+  study = spec.load(study_file)
+  assert len(runner.plan(study)) == 10  # 2 defenses x (2 trainings + 2 evaluations + 1)
+
+  whole = tmp_path / "whole"
+  lines = []
+  computed, missing = runner.run(study, str(whole), echo=lines.append)
+  assert len(computed) == 10 and not missing
+  reference = _deterministic(whole)
+  table = reference["results"]
+  assert set(table) == {"none", "pat"}
+  assert set(table["pat"]["attacks"]) == {"white", "gray"}
+  assert set(table["pat"]["attacks"]["gray"]) == {"fgsm", "pgd3", "pgd6"}
+  assert reference["claims"][0]["verdict"]
+  for name in ("accuracy_vs_steps.png", "attention_side_by_side.png", "study.md"):
+    assert os.path.getsize(whole / name) > 0
+  markdown = (whole / "study.md").read_text()
+  assert "## Gray box" in markdown and "**" in markdown  # the strongest attack marked
+
+  # Shard 0 of 2 (the `none` group), killed once two cells have finished.
+  sharded = tmp_path / "sharded"
+  proc = _cli(f"--study={study_file}", f"--output_dir={sharded}", "--shard=0/2")
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    folder = sharded / "cells"
+    if folder.is_dir() and len(os.listdir(folder)) >= 2:
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  kept = _mtimes(sharded)
+  assert 2 <= len(kept) < 5
+
+  proc = _cli(f"--study={study_file}", f"--output_dir={sharded}", "--shard=0/2")
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out
+  assert out.count("done (kept)") == len(kept), out
+  for name, mtime in kept.items():  # finished cells were not recomputed
+    assert _mtimes(sharded)[name] == mtime
+  assert "cells of other shards are not finished yet" in out
+  assert not (sharded / "study.json").exists()
+
+  computed, missing = runner.run(study, str(sharded), shard=(1, 2), echo=lines.append)
+  assert len(computed) == 5 and not missing
+  assert _deterministic(sharded) == reference
+
+
+def test_a_changed_cell_config_invalidates_that_cell_and_its_dependants_only(tmp_path):
+  base = spec.load(_write_study(tmp_path / "a.json"))
+  changed = spec.load(_write_study(
+      tmp_path / "b.json", evaluation=dict(STUDY["evaluation"], attacks="fgsm")))
+  before = {c.id: c.hash for c in runner.plan(base)}
+  after = {c.id: c.hash for c in runner.plan(changed)}
+  differs = {i for i in before if before[i] != after[i]}
+  assert differs == {"eval/none/white", "eval/none/gray", "eval/pat/white", "eval/pat/gray"}
+  retrained = spec.load(_write_study(tmp_path / "c.json", seeds=[0, 2]))
+  after = {c.id: c.hash for c in runner.plan(retrained)}
+  assert {i for i in before if before[i] != after[i]} == {
+      "train/none/gray", "train/pat/gray", "eval/none/gray", "eval/pat/gray"}
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"defenses": ["pat", "nope"]}, r"Invalid study defenses: expected names of"),
+    ({"seeds": [1, 1]}, r"Invalid study seeds: expected two different integers"),
+    ({"threat_models": ["white", "black"]}, r"Invalid study surrogate_model"),
+    ({"train": {"epoch": 3}}, r"Invalid study train key: expected one of"),
+    ({"colour": 1}, r"Invalid study file key: expected one of"),
+    ({"claims": [{"better": "at_alp", "than": "pat", "attack": "pgd6"}]},
+     r"Invalid study claims defense"),
+    ({"defenses": ["pat", "ensemble_at"]}, r"add none to defenses"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path, changes, match):
+  with pytest.raises(ValueError, match=match):
+    runner.plan(spec.load(_write_study(tmp_path / "s.json", **changes)))
+
+
+def test_shard_flag_and_missing_file_errors(tmp_path):
+  with pytest.raises(ValueError, match=r"Invalid shard: expected i/n"):
+    cells.parse_shard("2/2")
+  with pytest.raises(FileNotFoundError, match="Invalid study: expected a study file"):
+    spec.load(str(tmp_path / "missing.json"))
+  (tmp_path / "bad.json").write_text("{not json")
+  with pytest.raises(ValueError, match=r"Invalid study: .*bad.json' is not JSON"):
+    spec.load(str(tmp_path / "bad.json"))
+
+
+def test_shipped_study_files_parse():
+  folder = os.path.join(ROOT, "studies")
+  names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+  assert "fashion_mnist.json" in names and len(names) >= 2
+  for name in names:
+    study = spec.load(os.path.join(folder, name))
+    assert runner.plan(study)
