@@ -113,7 +113,9 @@ loaded = tf.saved_model.load(sys.argv[2])
 out = loaded.signatures["serving_default"](images=tf.constant(x))
 np.testing.assert_allclose(out["logits"].numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
 np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
-assert (out["classes"].numpy() == out["logits"].numpy().argmax(-1)).all()
+# The predicted class ids (`class_ids`; `classes` before the signatures named the classes).
+ids = out["class_ids"] if "class_ids" in out else out["classes"]
+assert (ids.numpy() == out["logits"].numpy().argmax(-1)).all()
 print("OK")
 """
   proc = subprocess.run([sys.executable, "-c", check, model_dir,
