@@ -128,7 +128,7 @@ def test_a_changed_cell_config_invalidates_that_cell_and_its_dependants_only(tmp
     ({"colour": 1}, r"Invalid study file key: expected one of"),
     ({"claims": [{"better": "at_alp", "than": "pat", "attack": "pgd6"}]},
      r"Invalid study claims defense"),
-    ({"defenses": ["pat", "ensemble_at"]}, r"add none to defenses"),
+    ({"defenses": ["pat", "ensemble_at"], "claims": []}, r"add none to defenses"),
 ])
 def test_bad_study_files_are_one_line_errors(tmp_path, changes, match):
   with pytest.raises(ValueError, match=match):
