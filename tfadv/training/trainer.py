@@ -236,7 +236,8 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
     attack_seed = tf.stack([tf.constant(seed, tf.int64), step * 4096 + replica])
     x_adv = None
     if recipe.needs_adv:
-      x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed, step))
+      # The step's value, not the variable: XLA cannot take a resource variable argument.
+      x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed, tf.identity(step)))
     with tf.GradientTape() as tape:
       # The passes the recipe's terms read (clean/adv, Grad-CAM, masked, input gradients).
       clean, adv = recipe.forward(tapped, x, x_adv, y)
