@@ -487,11 +487,15 @@ def main(argv=None):
                            "index (staged files) instead of the working tree, so files that "
                            "will not be committed get no targets.")
   args = parser.parse_args(argv)
-  if args.from_git:
-    with tempfile.TemporaryDirectory() as workdir:
-      expected = generate(workdir, _git_sources(args.root, args.from_git, workdir))
-  else:
-    expected = generate(args.root)
+  try:
+    if args.from_git:
+      with tempfile.TemporaryDirectory() as workdir:
+        expected = generate(workdir, _git_sources(args.root, args.from_git, workdir))
+    else:
+      expected = generate(args.root)
+  except ValueError as e:  # An import cycle: one line naming it, no traceback.
+    print(f"Error: {e}", file=sys.stderr)
+    return 1
   if args.check:
     problems = differences(args.root, expected)
     for problem in problems:

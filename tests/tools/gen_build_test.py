@@ -187,3 +187,12 @@ def test_from_git_ignores_uncommitted_modules(tmp_path):
   assert "uncommitted" not in text and ":staged" in text
   assert gen_build.main(["--root", str(tmp_path)]) == 0
   assert ":uncommitted" in (tmp_path / "tfadv" / "core" / "BUILD").read_text()
+
+
+def test_main_reports_a_cycle_in_one_line(tmp_path, capsys):
+  files = dict(BASE)
+  files["tfadv/config.py"] = "def validate():\n  from tfadv.core import more\n"
+  _tree(tmp_path, files)
+  assert gen_build.main(["--root", str(tmp_path), "--check"]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith("Error: Import cycle") and err.count("\n") == 1, err
