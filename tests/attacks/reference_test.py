@@ -132,7 +132,8 @@ def test_square_l2_stays_in_the_ball_and_fools_a_linear_model():
   bias = tf.constant([c, 0.0], tf.float32)
   model_fn = lambda z: tf.reshape(z, [tf.shape(z)[0], -1]) @ w + bias
   y = tf.zeros([x.shape[0]], tf.int32)
-  x_adv = square.square(model_fn, x, y, 1.0, "l2", queries=300, seed=tf.constant([1, 2]))
+  x_adv = tf.function(lambda x, y: square.square(model_fn, x, y, 1.0, "l2", queries=300,
+                                                 seed=tf.constant([1, 2])))(x, y)
   norms = np.linalg.norm((x_adv - x).numpy().reshape(x.shape[0], -1), axis=1)
   assert norms.max() <= 1.0 + 1e-5
   fooled = np.argmax(model_fn(x_adv).numpy(), 1) != 0
