@@ -328,6 +328,9 @@ class TrainConfig:
       `model_dir/best/` and exported by default. 0 disables validation.
     validation_size: images held out for validation (when validate_every > 0).
     validation_attack_steps: PGD steps of the validation attack (the training eps/norm).
+    stop_on_overfitting: for single-step defenses (fast AT), stop training when the
+      validation shows catastrophic overfitting (PGD accuracy collapsing while FGSM
+      accuracy rises); the best validation checkpoint (model_dir/best/) is the one kept.
     deterministic: TensorFlow op determinism (bit-exact reruns, slower).
     precision: `float32`, `mixed_bfloat16` or `mixed_float16` (Keras mixed precision;
       logits, losses and attack perturbations stay float32; float16 uses loss scaling).
@@ -362,6 +365,7 @@ class TrainConfig:
   validate_every: int = 0
   validation_size: int = 512
   validation_attack_steps: int = 10
+  stop_on_overfitting: bool = False
   deterministic: bool = False
   precision: Precision = Precision.FLOAT32
   steps_per_loop: int = 10

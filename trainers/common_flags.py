@@ -132,6 +132,12 @@ def define_train_flags():
   flags.DEFINE_enum("activation", "relu", ["relu", "silu", "gelu"],
                     "Activation of resnet18.")
   flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (bit-exact reruns).")
+  flags.DEFINE_bool("stop_on_overfitting", False,
+                    "Fast AT (fgsm_rs, n_fgsm, stepll_at, ensemble_at) with --validate_every: "
+                    "stop when validation shows catastrophic overfitting (PGD accuracy "
+                    "collapsing while FGSM accuracy rises); best/ keeps the last good "
+                    "checkpoint. Without it the collapse is a warning in the log and "
+                    "TensorBoard.")
   flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                     "Keras mixed precision (logits, losses and attacks stay float32).")
   flags.DEFINE_integer("steps_per_loop", 10,
@@ -274,7 +280,8 @@ def train_config_from_flags():
       label_smoothing=FLAGS.label_smoothing, nesterov=FLAGS.nesterov,
       weight_decay_mode=FLAGS.weight_decay_mode, warmup_steps=FLAGS.warmup_steps,
       deterministic=FLAGS.deterministic, precision=FLAGS.precision,
-      steps_per_loop=FLAGS.steps_per_loop).validate()
+      steps_per_loop=FLAGS.steps_per_loop,
+      stop_on_overfitting=FLAGS.stop_on_overfitting).validate()
 
 
 # Errors a user can fix (bad flags, bad data, bad model files): one line, no traceback.

@@ -30,3 +30,44 @@ def test_falling_pgd_with_falling_fgsm_is_not_catastrophic_overfitting():
 def test_invalid_drop_is_a_one_line_error():
   with pytest.raises(ValueError, match=r"Invalid co_drop: expected a fraction in \(0, 1\)"):
     overfitting.Monitor(drop=1.5)
+
+
+def _train_fast_at(tmp_path, stop, monkeypatch):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfadv import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfadv.data import datasets  # pylint: disable=g-import-not-at-top
+  from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+  checks = []
+  real_update = overfitting.Monitor.update
+
+  def scripted(self, step, pgd, fgsm):
+    checks.append((step, pgd, fgsm))
+    real_update(self, step, pgd, fgsm)  # the real figures reach the monitor
+    # Then the scripted collapse at the second check: PGD 0, FGSM 1.
+    if len(checks) == 2:
+      self.history[:] = [(1, 0.5, 0.5)]
+      return real_update(self, step, 0.0, 1.0)
+    return None
+
+  monkeypatch.setattr(overfitting.Monitor, "update", scripted)
+  data = datasets.load(config_lib.DataConfig(name="digits"))
+  defense = config_lib.DefenseConfig(name="fgsm_rs", attack=config_lib.AttackConfig(eps=0.1))
+  train = config_lib.TrainConfig(model_dir=str(tmp_path), batch_size=32, train_steps=12,
+                                 validate_every=4, validation_size=64,
+                                 validation_attack_steps=2, checkpoint_every=12,
+                                 image_every=0, progress=False, stop_on_overfitting=stop)
+  result = trainer.train(data, config_lib.ModelConfig(name="small_cnn", width=4), defense,
+                         train)
+  assert all(np.isfinite(c[1]) and 0 <= c[2] <= 1 for c in checks)
+  return result, checks
+
+
+def test_fast_at_stops_at_catastrophic_overfitting_when_asked(tmp_path, monkeypatch):
+  result, checks = _train_fast_at(tmp_path / "stop", True, monkeypatch)
+  assert [c[0] for c in checks] == [4, 8] and result.steps == 8  # stopped at the collapse
+  assert result.best is not None and result.best["best_step"] in (4, 8)
+
+
+def test_fast_at_only_warns_without_stop_on_overfitting(tmp_path, monkeypatch):
+  result, checks = _train_fast_at(tmp_path / "warn", False, monkeypatch)
+  assert [c[0] for c in checks] == [4, 8, 12] and result.steps == 12

@@ -44,6 +44,7 @@ class Recipe:
     wrapper_options: its resolved options.
     static_sources: the attack alternates between the trained model and static models.
     randomized: the model's output is random at inference.
+    single_step: the training attack is single-step (watch for catastrophic overfitting).
   """
   name: str
   attack: Optional[config_lib.AttackConfig]
@@ -54,6 +55,7 @@ class Recipe:
   wrapper_options: Dict[str, object] = dataclasses.field(default_factory=dict)
   static_sources: bool = False
   randomized: bool = False
+  single_step: bool = False
 
   @property
   def needs_adv(self):
@@ -127,7 +129,8 @@ def build(config):
       name=config.name, attack=attack, terms=bound, passes=passes,
       forward=forwards.make_forward(passes, joint=defense.joint, kappa=kappa),
       wrapper=defense.wrapper, wrapper_options=wrapper_options,
-      static_sources=defense.static_sources, randomized=defense.randomized)
+      static_sources=defense.static_sources, randomized=defense.randomized,
+      single_step=defense.single_step)
 
 
 def settings(config):

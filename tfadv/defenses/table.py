@@ -28,6 +28,8 @@ class Defense:
       (`DefenseConfig.static_model_dirs`), one source per step in turn.
     randomized: the model's output is random at inference; evaluation needs expectation
       over transformation (AutoAttack's `rand` version).
+    single_step: the training attack takes one gradient step (fast AT): validation also
+      watches for catastrophic overfitting (`tfadv.training.overfitting`).
     source: the paper.
   """
   name: str
@@ -37,6 +39,7 @@ class Defense:
   joint: bool = True
   static_sources: bool = False
   randomized: bool = False
+  single_step: bool = False
   source: str = ""
 
 
@@ -66,13 +69,13 @@ DEFENSES = {d.name: d for d in (
             source="Xie et al. 2019 (feature denoising)"),
     Defense("adp", (("adp_ce", 1.0), ("adp_entropy", 2.0), ("adp_log_det", 0.5)), attack=None,
             wrapper="ensemble", source="Pang et al. 2019 (ADP ensemble diversity)"),
-    Defense("stepll_at", _MIXED, attack="stepll",
+    Defense("stepll_at", _MIXED, attack="stepll", single_step=True,
             source="Kurakin et al. 2017 / Tramer et al. 2018 (Step-LL adversarial training)"),
-    Defense("ensemble_at", _MIXED, attack="stepll", static_sources=True,
+    Defense("ensemble_at", _MIXED, attack="stepll", static_sources=True, single_step=True,
             source="Tramer et al. 2018 (ensemble adversarial training)"),
-    Defense("fgsm_rs", (("adv_ce", 1.0),), attack="fgsm_rs",
+    Defense("fgsm_rs", (("adv_ce", 1.0),), attack="fgsm_rs", single_step=True,
             source="Wong et al. 2020 (fast AT: FGSM with random start, step 1.25 eps)"),
-    Defense("n_fgsm", (("adv_ce", 1.0),), attack="n_fgsm",
+    Defense("n_fgsm", (("adv_ce", 1.0),), attack="n_fgsm", single_step=True,
             source="de Jorge et al. 2022 (N-FGSM: noise 2 eps, step eps, no clipping)"),
 )}
 

@@ -33,6 +33,7 @@ from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
 from tfadv.losses import forward as forward_lib
 from tfadv.training import checkpoints
+from tfadv.training import overfitting
 from tfadv.training import ema as ema_lib
 from tfadv.training import strategy as strategy_lib
 from tfadv.training import summaries as summaries_lib
@@ -422,13 +423,17 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   if resumed_from:
     logging.info("Resumed from %s at step %d of %d.", resumed_from, start, steps)
 
-  train_split, validate = data.train, None
+  train_split, validate, monitor = data.train, None, None
   if train_config.validate_every:
     train_split, validation_split = validation_lib.split(data.train, data.num_train,
                                                          train_config.validation_size)
+    if recipe.single_step:  # Fast AT: watch for catastrophic overfitting.
+      monitor = overfitting.Monitor()
+      fgsm = config_lib.AttackConfig(name="fgsm", eps=defense_config.attack.eps,
+                                     norm=defense_config.attack.norm)
     validate = validation_lib.make_validate_fn(
         model, validation_attack(defense_config, train_config), validation_split,
-        seed=train_config.seed)
+        seed=train_config.seed, fgsm_config=fgsm if monitor is not None else None)
     best_dir = os.path.join(train_config.model_dir, validation_lib.BEST_DIR)
     tracker = validation_lib.BestTracker(best_dir, write=chief)
     best_checkpointer = checkpoints.Checkpointer(best_dir, strategy, 1, model=model, **extra)
@@ -464,8 +469,15 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     summaries.progress(step, {k: values[k] for k in ("loss", "accuracy", "adv_accuracy")
                               if k in values})
     if validate is not None and (step % train_config.validate_every == 0 or step == steps):
-      _validate_and_keep_best(step, validate, model, ema, tracker, best_checkpointer,
-                              summaries)
+      figures = _validate_and_keep_best(step, validate, model, ema, tracker,
+                                        best_checkpointer, summaries)
+      if monitor is not None and _overfitted(monitor, step, figures, summaries):
+        if train_config.stop_on_overfitting:
+          checkpointer.save(step)
+          logging.warning("Stopped at step %d (stop_on_overfitting); the best validation "
+                          "checkpoint, step %d, is in best/.", step, tracker.state()[
+                              "best_step"])
+          break
     if step % train_config.log_every == 0 or step == steps:
       last = {k: v / window_steps for k, v in window.items()}
       # From the schedule itself: under a strategy the optimizer's rate is a MirroredVariable.
@@ -510,3 +522,13 @@ def _validate_and_keep_best(step, validate, model, ema, tracker, best_checkpoint
     logging.info("Step %d: best PGD validation accuracy so far, %.4f (kept in best/).", step,
                  figures["adv_accuracy"])
   tracker.write()
+  return figures
+
+
+def _overfitted(monitor, step, figures, summaries):
+  """Feeds the catastrophic-overfitting monitor; logs and records a collapse."""
+  warning = monitor.update(step, figures["adv_accuracy"], figures["fgsm_accuracy"])
+  summaries.scalars(step, {"validation/catastrophic_overfitting": float(bool(warning))})
+  if warning:
+    logging.warning("%s", warning)
+  return bool(warning)

@@ -109,8 +109,12 @@ def read_best(model_dir):
     return json.load(f)
 
 
-def make_validate_fn(model, attack_config, dataset, batch_size=256, seed=0):
+def make_validate_fn(model, attack_config, dataset, batch_size=256, seed=0,
+                     fgsm_config=None):
   """`fn() -> {"clean_accuracy", "adv_accuracy"}` on the validation examples.
+
+  With `fgsm_config` (an FGSM `AttackConfig`), also `fgsm_accuracy`: what catastrophic-
+  overfitting detection compares with the PGD accuracy (`tfadv.training.overfitting`).
 
   Args:
     model: a Keras model (images in [0, 1] -> logits), run with `training=False`.
@@ -122,6 +126,7 @@ def make_validate_fn(model, attack_config, dataset, batch_size=256, seed=0):
   """
   batches = dataset.batch(batch_size).cache()
   attack = registry.from_config(attack_config, seed=tf.constant([seed, -2], tf.int64))
+  fgsm = registry.from_config(fgsm_config) if fgsm_config is not None else None
 
   def model_fn(x):
     return tf.cast(model(x, training=False), tf.float32)
@@ -132,13 +137,18 @@ def make_validate_fn(model, attack_config, dataset, batch_size=256, seed=0):
     x_adv = attack(model_fn, x, y)
     correct = lambda z: tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(model_fn(z), -1, output_type=tf.int32), y), tf.float32))
-    return correct(x), correct(x_adv), tf.cast(tf.shape(y)[0], tf.float32)
+    one_step = correct(fgsm(model_fn, x, y)) if fgsm is not None else tf.constant(0.0)
+    return correct(x), correct(x_adv), one_step, tf.cast(tf.shape(y)[0], tf.float32)
 
   def validate():
-    clean = adv = total = 0.0
+    clean = adv = single = total = 0.0
     for x, y in batches:
-      c, a, n = counts(x, y)
-      clean, adv, total = clean + float(c), adv + float(a), total + float(n)
-    return {"clean_accuracy": clean / max(total, 1.0), "adv_accuracy": adv / max(total, 1.0)}
+      c, a, f, n = counts(x, y)
+      clean, adv, single = clean + float(c), adv + float(a), single + float(f)
+      total += float(n)
+    figures = {"clean_accuracy": clean / max(total, 1.0), "adv_accuracy": adv / max(total, 1.0)}
+    if fgsm is not None:
+      figures["fgsm_accuracy"] = single / max(total, 1.0)
+    return figures
 
   return validate
