@@ -2,7 +2,7 @@
 product-trained `none` and `aad` small CNNs (trainer.train, 300 steps, tests/testing.py).
 
 Not a test (pytest collects *_test.py only): a measurement quoted in README.md. Run from the
-repository root: `python -m tests.attacks.a3_table7` (about 5 minutes on 2 cores).
+repository root: `python -m benchmarks.a3_table7` (about 5 minutes on 2 cores).
 """
 import time
 
