@@ -16,6 +16,7 @@ from tfadv.attacks import registry
 from tfadv.data import datasets
 from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
+from tfadv.defenses import table
 from tfadv.evaluation import partial
 from tfadv.evaluation import plots
 from tfadv.evaluation import report as report_lib
@@ -158,6 +159,8 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
                "best_validation_adv_accuracy": result.best["best_value"]}
     # The result's model is the one measured (and exported by tfadv-train --export_dir).
     result = dataclasses.replace(result, model=model)
+    if table.get(defense_config.name).randomized:
+      eval_config, which["randomized"] = randomized_evaluation(eval_config)
     report = evaluate_model(model, data, eval_config, model_config.name,
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
@@ -246,13 +249,37 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
     source = load_source_model(loaded, eval_config.source_model_dir, eval_config.threat_model)
     fingerprint["source_checkpoint"] = source.checkpoint
     white_report = _white_report(model_dir, loaded.checkpoint, output_dir)
+  extra = {"checkpoint": loaded.checkpoint, "weights": loaded.weights}
+  defense_name = loaded.run_config["defense"]["name"]
+  if defense_name in table.DEFENSES and table.get(defense_name).randomized:
+    eval_config, extra["randomized"] = randomized_evaluation(eval_config)
   return evaluate_model(loaded.model, data, eval_config, loaded.model_config.name,
-                        loaded.run_config["defense"]["name"], eps, output_dir,
-                        progress, extra={"checkpoint": loaded.checkpoint,
-                                         "weights": loaded.weights},
+                        defense_name, eps, output_dir, progress, extra=extra,
                         source_model=source.model if source else None,
                         fingerprint=fingerprint if resume else None,
                         white_report=white_report, strategy=strategy)
+
+
+def randomized_evaluation(eval_config):
+  """The evaluation of a model whose output is random (RAT, Randomization).
+
+  Attacks that handle randomness get their expectation-over-transformation options
+  (AutoAttack's `rand` version: APGD-CE and APGD-DLR averaging 20 gradient samples); the
+  others are listed as upper bounds.
+
+  Returns:
+    (eval_config, note): the adjusted config and the report's `randomized` entry.
+  """
+  attacks, eot, upper = [], [], []
+  for attack in eval_config.attacks:
+    attack, handled = registry.for_randomized_model(attack)
+    attacks.append(attack)
+    (eot if handled else upper).append(robustness.attack_label(attack))
+  note = {"eot": eot, "without_eot": upper,
+          "note": "randomized defense: attacks in `eot` average over the model's randomness "
+                  "(expectation over transformation); the figures of `without_eot` attacks "
+                  "are upper bounds"}
+  return dataclasses.replace(eval_config, attacks=tuple(attacks)), note
 
 
 def _model_identity(loaded):

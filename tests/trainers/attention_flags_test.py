@@ -78,3 +78,14 @@ def test_bad_defense_flags_are_one_line_errors(tmp_path, args, message):
   assert proc.returncode == 2 and "Traceback" not in text, text
   assert message in text, text
   assert not os.path.exists(os.path.join(tmp_path, "run_config.json"))
+
+
+def test_randomized_defense_reports_are_evaluated_with_eot(tmp_path):
+  proc = _run(*TRAIN, "--defense=randomization", "--attacks=fgsm,apgd_ce:steps=2",
+              f"--model_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  report = _read(tmp_path, "report.json")
+  assert report["randomized"]["eot"] == ["apgd_ce2"]
+  assert report["randomized"]["without_eot"] == ["fgsm"]
+  assert report["attacks"]["apgd_ce2"]["params"]["eot_iter"] == 20
+  assert "Randomized defense" in open(os.path.join(tmp_path, "report.md")).read()

@@ -38,6 +38,8 @@ class Spec:
     fields: configured by `AttackConfig`'s PGD fields (steps, step_size, ...), not params.
     gradcam: needs a `model_fn` from `a3.with_gradcam` (the evaluation wraps the model).
     randomized: handles randomized models itself (expectation over transformation).
+    eot: the options that switch that handling on, which the evaluation of a randomized
+      defense adds unless the user set them (`autoattack`: version=rand).
     training_only: meant for training (e.g. not projected onto the eps-ball).
   """
   name: str
@@ -46,6 +48,7 @@ class Spec:
   fields: bool = False
   gradcam: bool = False
   randomized: bool = False
+  eot: tuple = ()
   training_only: bool = False
 
 
@@ -61,11 +64,12 @@ SPECS = (
     Spec("stepll", stepll_lib.stepll),
     Spec("iter_stepll", stepll_lib.iter_stepll),
     Spec("spsa", spsa_lib.spsa, norms=("linf",)),
-    Spec("apgd_ce", apgd_lib.apgd, randomized=True),  # eot_iter=20 for randomized models
+    Spec("apgd_ce", apgd_lib.apgd, randomized=True, eot=(("eot_iter", 20),)),
     Spec("apgd_t", apgd_lib.apgd_t),
     Spec("fab_t", fab_lib.fab_t),
     Spec("square", square_lib.square),
-    Spec("autoattack", autoattack_lib.autoattack, randomized=True),  # version=rand
+    Spec("autoattack", autoattack_lib.autoattack, randomized=True,
+         eot=(("version", "rand"),)),
     Spec("rays", rays_lib.rays, norms=("linf",)),
     Spec("a3", a3_lib.a3, gradcam=True),
     # Training attacks of fast AT (tfadv.attacks.fast); N-FGSM is not projected.
@@ -74,6 +78,22 @@ SPECS = (
 )
 
 SPEC = {spec.name: spec for spec in SPECS}
+
+
+def for_randomized_model(config):
+  """`config` with its attack's EOT options added (unless set): for randomized defenses.
+
+  Returns:
+    (config, handled): the attack config, and whether the attack averages over the model's
+    randomness (an attack without EOT handling gives an upper bound on such a model).
+  """
+  spec_ = SPEC[config.name]
+  if not spec_.randomized:
+    return config, False
+  params = dict(config.params)
+  for key, value in spec_.eot:
+    params.setdefault(key, value)
+  return dataclasses.replace(config, params=tuple(sorted(params.items()))), True
 
 # Views of the table kept for their users (specs.py, the trainer, tests).
 ATTACKS = {spec.name: spec.fn for spec in SPECS}

@@ -8,10 +8,7 @@ options are its keyword arguments, with their defaults.
 """
 
 import inspect
-import json
-import os
 
-from tfadv import config as config_lib
 from tfadv.models import denoise
 from tfadv.models import ensemble
 from tfadv.models import noise
@@ -117,31 +114,3 @@ def build(model_config, recipe, input_shape, num_classes):
   tapped = taps_lib.tapped_model(built.model, built.tap_names, built.gradcam_name,
                                  built.extras)
   return built.model, tapped
-
-
-def load(model_dir):
-  """Rebuilds the model of a training run (with its defense's wrapper); latest weights.
-
-  Used for static models (ensemble adversarial training). Reads `run_config.json`.
-
-  Raises:
-    FileNotFoundError: no run config or checkpoint. ValueError: an unreadable run config.
-  """
-  # Imported here: recipes imports this module.
-  from tfadv.defenses import recipes  # pylint: disable=g-import-not-at-top
-  from tfadv.training import checkpoints  # pylint: disable=g-import-not-at-top
-  path = os.path.join(model_dir, "run_config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Invalid model_dir: expected {path!r} (written by tfadv-train); "
-                            "it does not exist")
-  try:
-    with open(path) as f:
-      run = json.load(f)
-    model_config = config_lib.ModelConfig(**run["model"])
-    defense = config_lib.DefenseConfig.from_dict(run["defense"])
-    shape, classes = tuple(run["dataset"]["image_shape"]), int(run["dataset"]["num_classes"])
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"Invalid model_dir: {path!r} is not a tfadv run config ({e})") from e
-  model, _ = build(model_config, recipes.build(defense), shape, classes)
-  checkpoints.restore_model(model, model_dir)
-  return model

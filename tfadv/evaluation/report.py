@@ -53,6 +53,11 @@ def markdown(report):
   if weights:
     lines += ["Defense settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in weights.items()),
               ""]
+  randomized = report.get("randomized")
+  if randomized:
+    lines += [f"Randomized defense: {randomized['note']} (EOT: "
+              f"{', '.join(randomized['eot']) or 'none'}; upper bounds: "
+              f"{', '.join(randomized['without_eot']) or 'none'}).", ""]
   lines += [
       "| attack | params | accuracy |",
       "|---|---|---|",

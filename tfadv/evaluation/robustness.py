@@ -137,7 +137,7 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
   def source_fn(x):
     return source(x, training=False)
 
-  if any(a.name == "a3" for a in attacks):  # A3 takes Grad-CAM of the attacked model.
+  if any(registry.needs_gradcam(a.name) for a in attacks):  # e.g. A3: Grad-CAM of the source.
     source_fn = a3.with_gradcam(source)
 
   if num_examples is not None:

@@ -40,19 +40,6 @@ def _group(study, defense):
   return defense
 
 
-def _eval_attacks(study, defense):
-  """The study's attack string, with AutoAttack's `rand` version for randomized models."""
-  text = study.attacks
-  if table.get(defense).randomized:
-    items = []
-    for item in text.split(","):
-      if item.split(":")[0].strip() == "autoattack" and "version=" not in item:
-        item += ":version=rand"
-      items.append(item)
-    text = ",".join(items)
-  return text
-
-
 def plan(study):
   """The study's cells, in execution order."""
   threats = [t.value for t in study.threat_models]
@@ -78,7 +65,8 @@ def plan(study):
     target = train_cells[(defense, "target")]
     for threat in threats:
       source = None if threat == "white" else train_cells[(defense, threat)].hash
-      config = {"attacks": _eval_attacks(study, defense), "eps": list(study.eps),
+      # Randomized defenses get EOT options from the evaluation itself (workflow).
+      config = {"attacks": study.attacks, "eps": list(study.eps),
                 "num_examples": study.num_examples, "batch_size": study.eval_batch_size,
                 "target": target.hash, "source": source}
       out.append(cells_lib.Cell("eval", defense, threat, config, group))

@@ -29,6 +29,7 @@ from tfadv import io_utils
 from tfadv.attacks import registry
 from tfadv.attention import panels
 from tfadv.data import augment as augment_lib
+from tfadv.defenses import loading
 from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
 from tfadv.losses import forward as forward_lib
@@ -402,7 +403,7 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     model, tapped = defense_models.build(model_config, recipe, data.image_shape,
                                          data.num_classes)
     if recipe.static_sources and static_models is None:
-      static_models = [defense_models.load(d) for d in defense_config.static_model_dirs]
+      static_models = [loading.load(d) for d in defense_config.static_model_dirs]
     optimizer = build_optimizer(train_config, steps)
     optimizer.build(model.trainable_variables)
   keras.mixed_precision.set_global_policy(previous_policy)
