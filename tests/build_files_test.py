@@ -60,8 +60,8 @@ def test_every_module_has_a_library_target():
 def test_clis_and_aggregate_library_exist():
   assert ("py_binary", "train", ["train.py"]) in _rules("trainers")
   assert ("py_binary", "evaluate", ["evaluate.py"]) in _rules("trainers")
-  assert ("py_binary", "export", ["export_main.py"]) in _rules("serving")
-  if os.path.exists(os.path.join(ROOT, "serving", "client.py")):
-    assert ("py_binary", "client", ["client.py"]) in _rules("serving")
+  assert ("py_binary", "export", ["export.py"]) in _rules("trainers")
+  assert ("py_binary", "client", ["client.py"]) in _rules("trainers")
+  assert ("py_binary", "study", ["study.py"]) in _rules("trainers")
   aggregate = [r for r in _rules("tfadv") if r[:2] == ("py_library", "tfadv")]
   assert aggregate == [("py_library", "tfadv", ["__init__.py"])]

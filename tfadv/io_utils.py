@@ -59,3 +59,21 @@ def read_json(path, what="file"):
       return json.load(f)
   except (ValueError, UnicodeDecodeError) as e:
     raise ValueError(f"Invalid {what}: {path!r} is not valid JSON ({e})") from None
+
+
+def atomic_savefig(fig, path, **kwargs):
+  """Saves a matplotlib figure to `path` through a temporary file and a rename.
+
+  The temporary name keeps `path`'s extension, from which matplotlib takes the format.
+  """
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  tmp = temporary_path(path) + os.path.splitext(path)[1]
+  try:
+    fig.savefig(tmp, **kwargs)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path

@@ -1,11 +1,11 @@
 """The analysis job: attention under attack and the loss landscape of a trained model."""
 
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from tfadv import io_utils
 from tfadv.analysis import attention_stats
 from tfadv.analysis import landscape
 from tfadv.analysis import plots
@@ -99,8 +99,5 @@ def analyze(loaded, output_dir, num_examples=256, eps=0.1, attack_steps=20, frac
                     "offsets": offsets.numpy().tolist(), "losses": losses.numpy().tolist()},
       "plots": [stage_files, landscape_file],
   }
-  path = os.path.join(output_dir, ANALYSIS_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(path + ".tmp", path)
+  io_utils.atomic_write_json(os.path.join(output_dir, ANALYSIS_FILE), result)
   return result

@@ -8,15 +8,15 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from tfadv import io_utils
+
 STAGES_PLOT = "attention_stages.png"
 LANDSCAPE_PLOT = "loss_landscape.png"
 
 
 def _atomic_savefig(fig, path):
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  io_utils.atomic_savefig(fig, path, dpi=100, bbox_inches="tight")
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def _stretch(attention):

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from tfadv import io_utils  # pylint: disable=wrong-import-position
 from tfadv import workflow  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfadv.analysis import attention_stats  # pylint: disable=wrong-import-position
 from tfadv.attacks import pgd  # pylint: disable=wrong-import-position
@@ -29,11 +30,8 @@ _PGD = re.compile(r"^pgd(\d+)$")
 
 
 def _save(fig, directory, name):
-  path = os.path.join(directory, name)
-  tmp = os.path.join(directory, f".{name}.tmp.png")
-  fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  io_utils.atomic_savefig(fig, os.path.join(directory, name), dpi=100, bbox_inches="tight")
   plt.close(fig)
-  os.replace(tmp, path)
   return name
 
 
