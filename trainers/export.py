@@ -47,8 +47,12 @@ def define_flags():
   define_export_flags()
 
 
-def export_from_flags(model, run_config, report, version=None):
-  """Exports `model` as the flags say; returns the version path (printed by the CLIs)."""
+def export_from_flags(model, run_config, report, version=None, tapped=None):
+  """Exports `model` as the flags say; returns the version path (printed by the CLIs).
+
+  `tapped` (the run's tapped model) names the layers of the `explain` signature, whatever
+  wrapper the defense put around the zoo model.
+  """
   from serving import export as export_lib  # pylint: disable=g-import-not-at-top
   from serving import server_config  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
@@ -62,7 +66,10 @@ def export_from_flags(model, run_config, report, version=None):
     server_config.read(FLAGS.model_config_file)
   architecture = run_config.get("model", {}).get("name")
   tap_names = gradcam_name = None
-  if architecture in zoo.MODEL_NAMES:
+  if tapped is not None:
+    from tfadv.models import taps  # pylint: disable=g-import-not-at-top
+    tap_names, gradcam_name = taps.layer_names(tapped)
+  elif architecture in zoo.MODEL_NAMES:
     tap_names = zoo.tap_layer_names(architecture)
     gradcam_name = zoo.gradcam_layer_name(architecture)
   path = export_lib.export(model, FLAGS.export_dir, name, version,
@@ -95,7 +102,7 @@ def main(argv):
   report_path = os.path.join(FLAGS.model_dir, "report.json")
   if os.path.exists(report_path):
     report = report_lib.read(report_path)  # Names the file when it is corrupt.
-  export_from_flags(loaded.model, loaded.run_config, report, FLAGS.version)
+  export_from_flags(loaded.model, loaded.run_config, report, FLAGS.version, loaded.tapped)
 
 
 def run():

@@ -62,7 +62,7 @@ def main(argv):
   if FLAGS.export_dir:
     from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
     run_config = trainer.read_run_config(train_config.model_dir)
-    export_cli.export_from_flags(result.model, run_config, report)
+    export_cli.export_from_flags(result.model, run_config, report, tapped=result.tapped)
   logging.debug("Report: %s", json.dumps(report))
 
 

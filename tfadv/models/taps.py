@@ -85,3 +85,17 @@ def _layer_output(model, name, argument):
     raise ValueError(f"Invalid {argument}: expected names of layers of model {model.name!r}; "
                      f"received {name!r}, which is not one of its layers")
   return model.get_layer(name).output
+
+
+def layer_names(tapped):
+  """(tap_names, gradcam_name) of a model made by `tapped_model`: the layers it reads.
+
+  Lets an exporter rebuild the same taps on the plain classifier without knowing which
+  builder (zoo model or defense wrapper) made it.
+  """
+  outputs = tapped.output
+
+  def name(tensor):
+    return tensor._keras_history.operation.name  # pylint: disable=protected-access
+
+  return tuple(name(t) for t in outputs["taps"]), name(outputs["gradcam"])
