@@ -398,9 +398,7 @@ class TrainConfig:
            self.image_every)
     _check(self.warmup_steps >= 0, "warmup_steps", "a non-negative integer",
            self.warmup_steps)
-    # The cross-entropy terms (tfadv/losses/registry.py) take no smoothing option yet.
-    _check(self.label_smoothing == 0.0, "label_smoothing",
-           "0 (label smoothing of the cross-entropy terms is not wired yet)",
+    _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "a smoothing in [0, 1)",
            self.label_smoothing)
     _check(self.ema_decay == 0.0 or 0.0 < self.ema_decay < 1.0, "ema_decay",
            "0 (off) or a decay in (0, 1)", self.ema_decay)

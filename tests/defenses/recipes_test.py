@@ -99,9 +99,10 @@ def test_settings_record_the_terms_and_weights_that_shaped_the_loss():
   config = config_lib.DefenseConfig(name="at_alp", terms=(T("alp", 0.3),))
   settings = recipes.settings(config)
   assert settings == {"attack": "pgd", "clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.3,
-                      "at": 1.0, "at.taps": (0, 1, 2, 3), "at.p": 2.0}
+                      "at": 1.0, "at.taps": (0, 1, 2, 3), "at.p": 2.0,
+                      "clean_ce.label_smoothing": 0.0, "adv_ce.label_smoothing": 0.0}
   assert recipes.settings(config_lib.DefenseConfig(name="none")) == {
-      "attack": None, "clean_ce": 1.0}
+      "attack": None, "clean_ce": 1.0, "clean_ce.label_smoothing": 0.0}
 
 
 def test_defense_config_round_trips_through_its_json_form():
@@ -200,3 +201,23 @@ def test_every_registered_term_has_finite_non_zero_weight_gradients_in_tf_functi
       assert np.all(np.isfinite(grad.numpy())), (name, variable.path)
       if variable.path.endswith("kernel"):  # every layer's kernel shapes every term
         assert np.abs(grad.numpy()).sum() > 0, (name, variable.path)
+
+
+def test_label_smoothing_reaches_every_cross_entropy_term_in_closed_form():
+  config = recipes.with_label_smoothing(config_lib.DefenseConfig(name="at_alp"), 0.1)
+  options = {t.name: t.options for t in recipes.build(config).terms}
+  assert options["clean_ce"] == {"label_smoothing": 0.1}
+  assert options["adv_ce"] == {"label_smoothing": 0.1}
+  assert "label_smoothing" not in options["alp"]
+  # A term's own setting wins.
+  own = config_lib.DefenseConfig(name="pat", terms=(T("adv_ce", 1.0, {"label_smoothing": 0.2}),))
+  own = recipes.with_label_smoothing(own, 0.1)
+  assert {t.name: t.options for t in recipes.build(own).terms}["adv_ce"] == {
+      "label_smoothing": 0.2}
+  from tfadv.losses import cross_entropy  # pylint: disable=g-import-not-at-top
+  logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+  labels = tf.constant([0, 2])
+  log_p = tf.nn.log_softmax(logits).numpy()
+  expected = -(0.9 * log_p[[0, 1], [0, 2]] + 0.1 * log_p.mean(axis=1))
+  np.testing.assert_allclose(cross_entropy.cross_entropy(logits, labels, 0.1).numpy(),
+                             expected, rtol=1e-5)

@@ -92,6 +92,24 @@ def resolve_terms(config):
   return out
 
 
+def with_label_smoothing(config, smoothing):
+  """`config` with `label_smoothing` set on every term that takes it (the cross-entropies).
+
+  A term whose options already set it keeps its own value.
+  """
+  if not smoothing:
+    return config
+  overrides = {t.name: t for t in config.terms}
+  for name, weight, _ in resolve_terms(config):
+    if "label_smoothing" not in terms_lib.get(name).defaults():
+      continue
+    term = overrides.get(name, config_lib.TermConfig(name, weight))
+    options = dict(term.options)
+    options.setdefault("label_smoothing", float(smoothing))
+    overrides[name] = dataclasses.replace(term, options=options)
+  return dataclasses.replace(config, terms=tuple(overrides.values()))
+
+
 def training_attack(config, name):
   """The `AttackConfig` of training attack `name` with the config's budget."""
   base = config.attack

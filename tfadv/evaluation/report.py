@@ -53,6 +53,16 @@ def markdown(report):
   if weights:
     lines += ["Defense settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in weights.items()),
               ""]
+  measured = []
+  if report.get("weights"):
+    measured.append(f"weights: {report['weights']}")
+  if report.get("checkpoint"):
+    measured.append(f"checkpoint: {report['checkpoint']}")
+  if report.get("best_step") is not None:
+    measured.append(f"best validation step {report['best_step']} (PGD accuracy "
+                    f"{100 * report.get('best_validation_adv_accuracy', 0):.2f}%)")
+  if measured:
+    lines += ["Measured " + "; ".join(measured) + ".", ""]
   randomized = report.get("randomized")
   if randomized:
     lines += [f"Randomized defense: {randomized['note']} (EOT: "

@@ -84,10 +84,14 @@ _LOG_DET_OFFSET = Option("log_det_offset", adp.LOG_DET_OFFSET,
                          lambda v: isinstance(v, (int, float)) and v > 0,
                          "a positive regulariser delta of log det(M M^T + delta I)", float)
 
+_SMOOTHING = Option("label_smoothing", 0.0,
+                    lambda v: isinstance(v, (int, float)) and 0.0 <= v < 1.0,
+                    "a smoothing in [0, 1)", float)
+
 TERMS = {t.name: t for t in (
-    Term("clean_ce", cross_entropy.clean_cross_entropy, frozenset({"clean"}),
+    Term("clean_ce", cross_entropy.clean_cross_entropy, frozenset({"clean"}), (_SMOOTHING,),
          doc="CE(f(x), y)"),
-    Term("adv_ce", cross_entropy.adversarial_cross_entropy, frozenset({"adv"}),
+    Term("adv_ce", cross_entropy.adversarial_cross_entropy, frozenset({"adv"}), (_SMOOTHING,),
          doc="CE(f(x_adv), y)"),
     Term("alp", logit_pairing.logit_pairing_term, frozenset({"clean", "adv"}),
          doc="||f(x) - f(x_adv)||^2 on the logits (Kannan et al. 2018)"),

@@ -201,7 +201,7 @@ def _small_cnn(x, width, num_classes):
   x = conv(2 * width, name="block4_conv")(x)
   x = layers.Flatten(name="flatten")(x)
   x = layers.Dense(256, activation="relu", name="fc1")(x)
-  return layers.Dense(num_classes, name="logits")(x)
+  return layers.Dense(num_classes, name="logits", dtype="float32")(x)  # fp32 under mixed
 
 
 def _resnet18(x, width, num_classes, activation="relu"):
@@ -276,7 +276,7 @@ def _applications_resnet(x, model_name, weights, num_classes):
   # so `model.get_layer("conv5_block3_out")` works on the returned model.
   backbone = _APPLICATIONS[model_name](include_top=False, weights=weights, input_tensor=x)
   x = layers.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
-  return layers.Dense(num_classes, name="logits")(x)
+  return layers.Dense(num_classes, name="logits", dtype="float32")(x)  # fp32 under mixed
 
 
 def _imagenet_weights_path(model_name):

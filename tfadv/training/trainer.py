@@ -372,6 +372,7 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   """
   model_config.validate()
   train_config.validate()
+  defense_config = recipes.with_label_smoothing(defense_config, train_config.label_smoothing)
   recipe = recipes.build(defense_config)
   if strategy is None:
     strategy = strategy_lib.make_strategy(train_config.strategy, train_config.num_cpu_devices)
