@@ -40,6 +40,9 @@ EXTERNAL_TARGETS = {"tools.gen_build": "//tools:gen_build_lib",
 # Bazel timeout covers a whole module (pytest marks single tests), on machines whose CPUs other
 # work shares: "long" is 15 min, "eternal" 60 min.
 DEFAULT_TEST_ATTRS = {"size": "medium", "timeout": "long"}
+# Runtime files that test modules read (hand-written filegroups of non-Python folders).
+TEST_DATA = {"tests/trainers/recipes_test.py": ["//recipes:flagfiles"],
+             "tests/study/study_test.py": ["//studies:study_files"]}
 MARK_ATTRS = {"slow": {"size": "large", "timeout": "eternal"}, "manual": {"tags": ["manual"]}}
 
 
@@ -313,7 +316,8 @@ def _plan(modules, labels):
             attrs[key] = attrs[key] + value if key == "tags" else value
         targets.append(_Target("pytest_test", package, m.basename,
                                [("size", attrs["size"]), ("timeout", attrs["timeout"]),
-                                ("src", src), ("tags", attrs["tags"])],
+                                ("src", src), ("data", TEST_DATA.get(m.path, [])),
+                                ("tags", attrs["tags"])],
                                eager | {conftests[p] for p in above if p in conftests},
                                deferred))
   return targets
