@@ -55,17 +55,25 @@ def test_rectification_has_a_finite_gradient_at_identical_predictions():
 
 
 def test_preservation_matches_hand_computation():
-  # Unit-sum maps [.5, .5, 0, 0] and [0, .5, .5, 0]: l1 distance 1.
   clean = tf.constant([[[1.0, 1.0], [0.0, 0.0]]])
   adv = tf.constant([[[0.0, 2.0], [2.0, 0.0]]])
-  np.testing.assert_allclose(preservation.preservation(clean, adv).numpy(), [1.0], rtol=1e-6)
+  # Raw maps (the paper's eq. 9): |1-0| + |1-2| + |0-2| + 0 = 4.
+  np.testing.assert_allclose(preservation.preservation(clean, adv).numpy(), [4.0], rtol=1e-6)
+  # Unit-sum maps [.5, .5, 0, 0] and [0, .5, .5, 0]: l1 distance 1.
+  np.testing.assert_allclose(preservation.preservation(clean, adv, "unit_sum").numpy(),
+                             [1.0], rtol=1e-6)
+  with pytest.raises(ValueError, match="Invalid normalize"):
+    preservation.preservation(clean, adv, "max")
 
 
 def test_preservation_is_zero_for_identical_or_rescaled_maps():
   cam = tf.random.stateless_uniform([3, 7, 7], seed=[7, 8])
   assert np.all(preservation.preservation(cam, cam).numpy() == 0.0)
-  np.testing.assert_allclose(preservation.preservation(cam, 4.0 * cam).numpy(), 0.0,
-                             atol=1e-6)
+  # Rescaling changes the raw maps' distance (3 * sum), not the unit-sum one.
+  np.testing.assert_allclose(preservation.preservation(cam, 4.0 * cam).numpy(),
+                             3.0 * tf.reduce_sum(cam, axis=[1, 2]).numpy(), rtol=1e-5)
+  np.testing.assert_allclose(preservation.preservation(cam, 4.0 * cam, "unit_sum").numpy(),
+                             0.0, atol=1e-6)
 
 
 def test_preservation_is_bounded_and_finite_for_zero_maps():
@@ -73,10 +81,11 @@ def test_preservation_is_bounded_and_finite_for_zero_maps():
   zero = tf.zeros([2, 3, 3])
   with tf.GradientTape() as tape:
     tape.watch(zero)
-    value = preservation.preservation(cam, zero)
+    value = preservation.preservation(cam, zero, "unit_sum")
   np.testing.assert_allclose(value.numpy(), [1.0, 1.0], rtol=1e-6)  # a distribution vs 0
   assert np.all(np.isfinite(tape.gradient(value, zero).numpy()))
-  disjoint = preservation.preservation(tf.constant([[[1.0, 0.0]]]), tf.constant([[[0.0, 1.0]]]))
+  disjoint = preservation.preservation(tf.constant([[[1.0, 0.0]]]), tf.constant([[[0.0, 1.0]]]),
+                                       "unit_sum")
   np.testing.assert_allclose(disjoint.numpy(), [2.0])  # the maximum
 
 
