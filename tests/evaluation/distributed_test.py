@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfadv.evaluation import robustness
 from tfadv.evaluation import specs
+from tfadv.training import strategy as strategy_lib
 from tests import testing
 
 
@@ -13,7 +14,7 @@ def strategy():
   cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
   if len(cpus) < 2:
     pytest.skip("needs the 2 logical CPU devices of tests/conftest.py")
-  return tf.distribute.MirroredStrategy(devices=cpus[:2])
+  return strategy_lib.make_strategy("mirrored")
 
 
 def test_split_batches_give_the_counts_of_one_device(strategy):

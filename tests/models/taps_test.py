@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfadv import config as config_lib
 from tfadv.models import taps
 from tfadv.models import zoo
+from tfadv.training import strategy as strategy_lib
 
 # (name, input shape, width): the two fast architectures plus one keras.applications ResNet.
 _CASES = [("small_cnn", (28, 28, 1), 8), ("resnet18", (32, 32, 3), 4),
@@ -124,7 +125,7 @@ def test_build_under_mirrored_strategy():
   devices = tf.config.list_logical_devices("CPU")
   if len(devices) < 2:
     pytest.skip("needs the two logical CPU devices of conftest.py")
-  strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+  strategy = strategy_lib.make_strategy("mirrored")
   with strategy.scope():
     keras.utils.set_random_seed(0)
     model, tapped = taps.build_tapped(config_lib.ModelConfig(width=4), (28, 28, 1), 10)

@@ -12,6 +12,7 @@ from tfadv.models import ensemble
 from tfadv.models import noise
 from tfadv.models import randomization
 from tfadv.models import taps
+from tfadv.training import strategy as strategy_lib
 
 _SMALL = config_lib.ModelConfig(name="small_cnn", width=2)
 _RESNET = config_lib.ModelConfig(name="resnet18", width=1)
@@ -27,7 +28,7 @@ _BUILDERS = {
 def strategy():
   # One strategy for the module: a new one per test made the CPU collectives of the
   # second test's all-reduce mismatch (shapes of the first test's gradients).
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  return strategy_lib.make_strategy("mirrored")
 
 
 @pytest.mark.parametrize("name", sorted(_BUILDERS))

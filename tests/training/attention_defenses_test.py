@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfadv import config as config_lib
 from tfadv.training import trainer
+from tfadv.training import strategy as strategy_lib
 from tests import testing
 
 MODEL = config_lib.ModelConfig(name="small_cnn", width=8)
@@ -49,7 +50,7 @@ def _check_trained(result, defense, steps):
 def _mirrored():
   if len(tf.config.list_logical_devices("CPU")) < 2:
     pytest.skip("needs the 2 virtual CPU devices configured in conftest.py")
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  return strategy_lib.make_strategy("mirrored")
 
 
 def _image_summaries(model_dir):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfadv import config as config_lib
 from tfadv.training import ema as ema_lib
 from tfadv.training import trainer
+from tfadv.training import strategy as strategy_lib
 from tests import testing
 
 
@@ -61,7 +62,7 @@ def test_equals_the_closed_form_average_of_the_trajectory(decay):
 def test_update_under_mirrored_strategy_inside_the_replica_function():
   if len(tf.config.list_logical_devices("CPU")) < 2:
     pytest.skip("needs the 2 virtual CPU devices configured in conftest.py")
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategy_lib.make_strategy("mirrored")
   with strategy.scope():
     model = _toy_model()
     weights = ema_lib.averaged_weights(model)
@@ -142,6 +143,6 @@ def test_ema_under_mirrored_matches_single_device(tmp_path):
       name="pgd", eps=0.1, steps=2, random_start=False))
   single = trainer.train(data, MODEL, defense, _config(tmp_path / "one", train_steps=3))
   mirrored = trainer.train(data, MODEL, defense, _config(tmp_path / "two", train_steps=3),
-                           strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+                           strategy=strategy_lib.make_strategy("mirrored"))
   for a, b in zip(_weights(single.model), _weights(mirrored.model)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

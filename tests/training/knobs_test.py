@@ -11,6 +11,7 @@ from tfadv import config as config_lib
 from tfadv.data import datasets
 from tfadv.models import zoo
 from tfadv.training import trainer
+from tfadv.training import strategy as strategy_lib
 
 
 def _digits():
@@ -121,7 +122,7 @@ def test_bfloat16_trains_with_the_float32_loss_within_tolerance(tmp_path):
   fp32 = trainer.train(data, RESNET, defense, _config(tmp_path / "fp32", **kw))
   runs = {"default": None}
   if len(tf.config.list_logical_devices("CPU")) >= 2:
-    runs["mirrored"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    runs["mirrored"] = strategy_lib.make_strategy("mirrored")
   for name, strategy in runs.items():
     bf16 = trainer.train(data, RESNET, defense, _config(
         tmp_path / name, precision="mixed_bfloat16", **kw), strategy=strategy)

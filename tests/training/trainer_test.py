@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfadv import config as config_lib
 from tfadv.training import trainer
+from tfadv.training import strategy as strategy_lib
 from tests import testing
 
 
@@ -58,7 +59,7 @@ def test_mirrored_step_matches_single_device(tmp_path):
   defense = _defense("at_alp", random_start=False, steps=2)
   single = trainer.train(_data(), MODEL, defense,
                          _train_config(tmp_path / "single", train_steps=1, batch_size=16))
-  mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  mirrored_strategy = strategy_lib.make_strategy("mirrored")
   mirrored = trainer.train(_data(), MODEL, defense,
                            _train_config(tmp_path / "mirrored", train_steps=1, batch_size=16),
                            strategy=mirrored_strategy)
@@ -90,7 +91,7 @@ def test_resuming_with_another_defense_is_refused(tmp_path):
 def test_batch_must_split_across_replicas(tmp_path):
   if len(tf.config.list_logical_devices("CPU")) < 2:
     pytest.skip("needs the 2 virtual CPU devices configured in conftest.py")
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategy_lib.make_strategy("mirrored")
   with pytest.raises(ValueError, match="multiple of the 2 replicas"):
     trainer.train(_data(), MODEL, _defense("pat"), _train_config(tmp_path, batch_size=33),
                   strategy=strategy)
