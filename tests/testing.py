@@ -2,6 +2,7 @@
 
 import atexit
 import functools
+import glob
 import os
 import shutil
 import tempfile
@@ -115,3 +116,20 @@ def trained_defended_model():
   0.58 (the undefended `none` run: 0.86 / 0.07).
   """
   return product_trained("pat").model
+
+
+def damage_checkpoint(prefix, how):
+  """Truncates or flips bytes in the index or data file of checkpoint `prefix`."""
+  kind, part = how.split("_")
+  path = glob.glob(prefix + (".index" if part == "index" else ".data-*"))[0]
+  data = open(path, "rb").read()
+  if kind == "truncate":
+    data = data[:len(data) // 2]
+  else:
+    data = bytearray(data)
+    for i in range(len(data) // 3, len(data) // 3 + 8):
+      data[i] ^= 0xFF
+    data = bytes(data)
+  with open(path, "wb") as f:
+    f.write(data)
+  return path

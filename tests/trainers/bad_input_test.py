@@ -25,7 +25,7 @@ from tfadv import config as config_lib
 from tfadv import workflow
 from tfadv.data import datasets
 from tfadv.training import trainer
-from tests.training import checkpoints_test
+from tests import testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 MODEL_NAME = "digits_none"
@@ -198,8 +198,8 @@ def paths(tmp_path_factory):
       (root / name / "report.json").write_text("{truncated")
     else:
       directory = root / name / "checkpoints"
-      checkpoints_test.damage(str(directory / "ckpt-4"), "truncate_data")
-      checkpoints_test.damage(str(directory / "ckpt-2"), "corrupt_index")
+      testing.damage_checkpoint(str(directory / "ckpt-4"), "truncate_data")
+      testing.damage_checkpoint(str(directory / "ckpt-2"), "corrupt_index")
   folder = root / "bad_folder" / "zero"
   folder.mkdir(parents=True)
   png = warmup_lib.encode_png(data_image(data))

@@ -42,21 +42,7 @@ def _save_steps(model_dir, steps=(1, 2)):
   return os.path.join(str(model_dir), "checkpoints")
 
 
-def damage(prefix, how):
-  """Truncates or flips bytes in the index or data file of checkpoint `prefix`."""
-  kind, part = how.split("_")
-  path = glob.glob(prefix + (".index" if part == "index" else ".data-*"))[0]
-  data = open(path, "rb").read()
-  if kind == "truncate":
-    data = data[:len(data) // 2]
-  else:
-    data = bytearray(data)
-    for i in range(len(data) // 3, len(data) // 3 + 8):
-      data[i] ^= 0xFF
-    data = bytes(data)
-  with open(path, "wb") as f:
-    f.write(data)
-  return path
+damage = testing.damage_checkpoint
 
 
 @pytest.fixture
