@@ -3,6 +3,7 @@
 import atexit
 import functools
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -133,3 +134,14 @@ def damage_checkpoint(prefix, how):
   with open(path, "wb") as f:
     f.write(data)
   return path
+
+
+def tree_digest(directory):
+  """{relative path: sha256} of every file below `directory` (to prove nothing changed)."""
+  digests = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return digests

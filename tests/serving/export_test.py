@@ -1,6 +1,5 @@
 """serving.export: layout, signatures, equality with Keras, atomicity and bad inputs."""
 
-import hashlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from serving import export as export_lib
 from serving import warmup as warmup_lib
+from tests import testing
 from tfadv.attention import gradcam as gradcam_lib
 from tfadv.attention import maps
 from tfadv.models import taps as taps_lib
@@ -22,17 +22,6 @@ from tfadv.models import zoo
 # The source tree (realpath: under Bazel, __file__ is a runfiles symlink into it).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-def _tree_digest(directory):
-  """{relative path: sha256} of every file below `directory`."""
-  digests = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-  return digests
 
 
 def _expected(model, x):
@@ -221,7 +210,7 @@ def test_exporting_twice_gives_versions_1_and_2(served, tmp_path):
 def test_failed_export_leaves_no_version_and_keeps_existing(served, tmp_path, monkeypatch):
   base = str(tmp_path / "models")
   export_lib.export(served.model, base, "m")
-  before = _tree_digest(base)
+  before = testing.tree_digest(base)
 
   def crash(*args, **kwargs):
     raise RuntimeError("simulated crash while writing warmup records")
@@ -230,7 +219,7 @@ def test_failed_export_leaves_no_version_and_keeps_existing(served, tmp_path, mo
   with pytest.raises(RuntimeError, match="simulated crash"):
     export_lib.export(served.model, base, "m")
   assert os.listdir(os.path.join(base, "m")) == ["1"]
-  assert _tree_digest(base) == before
+  assert testing.tree_digest(base) == before
   monkeypatch.undo()
   assert export_lib.export(served.model, base, "m").endswith(os.path.join("m", "2"))
 
@@ -254,7 +243,7 @@ export_lib.export(model, sys.argv[1], "m")
 def test_killed_export_leaves_no_version(served, tmp_path):
   base = str(tmp_path / "models")
   export_lib.export(served.model, base, "m", warmup=False)
-  before = _tree_digest(base)
+  before = testing.tree_digest(base)
   proc = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT, base], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=ENV)
   try:
@@ -267,7 +256,7 @@ def test_killed_export_leaves_no_version(served, tmp_path):
     proc.wait(timeout=30)
   # TF Serving only loads integer directories: the partial one is invisible to it.
   assert export_lib.versions(os.path.join(base, "m")) == [1]
-  assert {k: v for k, v in _tree_digest(base).items() if not k.startswith("m/.tmp-")} == before
+  assert {k: v for k, v in testing.tree_digest(base).items() if not k.startswith("m/.tmp-")} == before
   assert export_lib.next_version(os.path.join(base, "m")) == 2
 
 
@@ -284,10 +273,10 @@ def test_export_rejects_bad_targets_and_loses_nothing(served, tmp_path):
     export_lib.export(served.model, str(base), "m")
   assert (base / "m").read_text() == "keep me too"
   path = export_lib.export(served.model, str(base), "n", warmup=False)
-  before = _tree_digest(path)
+  before = testing.tree_digest(path)
   with pytest.raises(ValueError, match="already exists and is never overwritten"):
     export_lib.export(served.model, str(base), "n", version=1)
-  assert _tree_digest(path) == before
+  assert testing.tree_digest(path) == before
   for version in (0, -3, "2", True, 1.5):
     with pytest.raises(ValueError, match="Invalid version"):
       export_lib.export(served.model, str(base), "n", version=version)

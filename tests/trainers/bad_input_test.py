@@ -9,7 +9,6 @@ served-request rows (0-255 pixels, NaN, wrong shape, corrupt bytes) check the me
 signatures themselves. Nothing already written may change.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -153,16 +152,6 @@ print("RESULTS " + json.dumps(results))
 """
 
 
-def _digest(directory):
-  digests = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-  return digests
-
-
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
   root = tmp_path_factory.mktemp("bad_inputs")
@@ -238,7 +227,7 @@ def data_image(data):
 
 @pytest.fixture(scope="module")
 def results(paths):
-  before = {k: _digest(paths[k]) for k in ("run", "models")}
+  before = {k: testing.tree_digest(paths[k]) for k in ("run", "models")}
   outcomes = {}
   for cli in ("train", "evaluate", "export", "analyze", "client"):
     rows = [(i, case) for i, case in enumerate(CASES) if case[0] == cli]
@@ -255,7 +244,7 @@ def results(paths):
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
     for (i, _), outcome in zip(rows, json.loads(lines[-1][len("RESULTS "):])):
       outcomes[i] = outcome
-  after = {k: _digest(paths[k]) for k in ("run", "models")}
+  after = {k: testing.tree_digest(paths[k]) for k in ("run", "models")}
   return outcomes, before, after
 
 

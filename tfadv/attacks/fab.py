@@ -26,6 +26,17 @@ import tensorflow as tf
 from tfadv.attacks import common
 
 
+def _toward_hyperplane(p, w, b):
+  """(w, c, room, |w|) with w flipped so that the hyperplane lies at `w . d = c >= 0`.
+
+  `room_i` is the distance from `p_i` to the box edge [0, 1] in the direction of `sign(w_i)`.
+  """
+  c = b - tf.reduce_sum(w * p, axis=1)
+  flip = tf.where(c < 0, -1.0, 1.0)
+  w = w * flip[:, None]
+  return w, c * flip, tf.where(w > 0, 1.0 - p, p), tf.abs(w)
+
+
 def project_linf_hyperplane(p, w, b):
   """The smallest L-inf step onto the hyperplane `w . z = b` that stays in [0, 1].
 
@@ -45,12 +56,7 @@ def project_linf_hyperplane(p, w, b):
   Returns:
     Steps d [N, D] with `p + d` in [0, 1].
   """
-  c = b - tf.reduce_sum(w * p, axis=1)
-  flip = tf.where(c < 0, -1.0, 1.0)
-  w = w * flip[:, None]
-  c = c * flip
-  room = tf.where(w > 0, 1.0 - p, p)
-  weight = tf.abs(w)
+  w, c, room, weight = _toward_hyperplane(p, w, b)
   order = tf.argsort(room, axis=1, stable=True)
   room_sorted = tf.gather(room, order, batch_dims=1)
   weight_sorted = tf.gather(weight, order, batch_dims=1)
@@ -85,12 +91,7 @@ def project_l2_hyperplane(p, w, b):
   Returns:
     Steps d [N, D] with `p + d` in [0, 1].
   """
-  c = b - tf.reduce_sum(w * p, axis=1)
-  flip = tf.where(c < 0, -1.0, 1.0)
-  w = w * flip[:, None]
-  c = c * flip
-  room = tf.where(w > 0, 1.0 - p, p)
-  weight = tf.abs(w)
+  w, c, room, weight = _toward_hyperplane(p, w, b)
   live = weight > 1e-12
   breaks = tf.where(live, room / tf.maximum(weight, 1e-12), 1e30)
   order = tf.argsort(breaks, axis=1, stable=True)
