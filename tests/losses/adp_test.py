@@ -110,3 +110,20 @@ def test_gradient_of_log_det_term_pushes_members_apart():
       loss = -adp.log_det_diversity(z, y)[0]
     z.assign_sub(0.5 * tape.gradient(loss, z))
   assert float(adp.log_det_diversity(z, y)[0]) > before + 1.0
+
+
+def test_adversarial_terms_read_the_adversarial_pass_only():
+  from tfadv.losses import registry  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  clean, adv = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+  y = tf.constant([0, 2])
+  forward = forward_lib.Forward(labels=y, clean={adp.MEMBERS: tf.constant(clean)},
+                                adv={adp.MEMBERS: tf.constant(adv)})
+  for name, fn in (("adp_ce", adp.members_cross_entropy),
+                   ("adp_entropy", lambda z, y: -adp.ensemble_entropy(z)),
+                   ("adp_log_det", lambda z, y: -adp.log_det_diversity(z, y))):
+    on_adv = registry.get(name + "_adv")
+    assert on_adv.needs == frozenset({"adv", "members"})
+    got = on_adv.bind(registry.resolve_options(name + "_adv", {}))(forward).numpy()
+    np.testing.assert_allclose(got, fn(tf.constant(adv), y).numpy(), rtol=1e-6)
+    assert not np.allclose(got, fn(tf.constant(clean), y).numpy())

@@ -11,7 +11,7 @@ from tfadv.data import datasets
 from tfadv.defenses import table
 from tfadv.training import trainer
 
-BASELINES = ("igr", "rat", "randomization", "fd", "adp", "stepll_at", "fgsm_rs", "n_fgsm")
+BASELINES = ("igr", "rat", "randomization", "fd", "adp", "adp_at", "stepll_at", "fgsm_rs", "n_fgsm")
 
 
 def _data():

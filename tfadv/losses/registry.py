@@ -11,6 +11,7 @@ Adding a term: write its module under `tfadv/losses/` and add one `Term` record 
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, FrozenSet, Tuple
 
@@ -113,6 +114,15 @@ TERMS = {t.name: t for t in (
     Term("adp_log_det", adp.log_det_term, frozenset({"clean", "members"}),
          (_LOG_DET_OFFSET,),
          doc="-log det of the members' normalised non-maximal predictions (diversity)"),
+    # ADP with adversarial training (Pang et al. 2019, ADP_AT): the same terms on the
+    # adversarial pass, beside the clean ones.
+    Term("adp_ce_adv", functools.partial(adp.members_ce_term, which="adv"),
+         frozenset({"adv", "members"}), doc="adp_ce on the adversarial images"),
+    Term("adp_entropy_adv", functools.partial(adp.ensemble_entropy_term, which="adv"),
+         frozenset({"adv", "members"}), doc="adp_entropy on the adversarial images"),
+    Term("adp_log_det_adv", functools.partial(adp.log_det_term, which="adv"),
+         frozenset({"adv", "members"}), (_LOG_DET_OFFSET,),
+         doc="adp_log_det on the adversarial images"),
 )}
 
 
