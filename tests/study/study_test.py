@@ -120,12 +120,25 @@ def test_a_changed_cell_config_invalidates_that_cell_and_its_dependants_only(tmp
       "train/none/gray", "train/pat/gray", "eval/none/gray", "eval/pat/gray"}
 
 
+def test_transfer_attacks_apply_to_the_gray_and_black_box_only(tmp_path):
+  study = spec.load(_write_study(
+      tmp_path / "t.json", evaluation=dict(STUDY["evaluation"], transfer_attacks="pgd:steps=6")))
+  attacks = {c.id: c.config["attacks"] for c in runner.plan(study) if c.kind == "eval"}
+  assert attacks == {"eval/none/white": "fgsm,pgd:steps=3|6", "eval/pat/white": "fgsm,pgd:steps=3|6",
+                     "eval/none/gray": "pgd:steps=6", "eval/pat/gray": "pgd:steps=6"}
+  default = spec.load(_write_study(tmp_path / "d.json"))
+  assert {c.config["attacks"] for c in runner.plan(default) if c.kind == "eval"} == {
+      "fgsm,pgd:steps=3|6"}
+
+
 @pytest.mark.parametrize("changes,match", [
     ({"defenses": ["pat", "nope"]}, r"Invalid study defenses: expected names of"),
     ({"seeds": [1, 1]}, r"Invalid study seeds: expected two different integers"),
     ({"threat_models": ["white", "black"]}, r"Invalid study surrogate_model"),
     ({"train": {"epoch": 3}}, r"Invalid study train key: expected one of"),
     ({"colour": 1}, r"Invalid study file key: expected one of"),
+    ({"evaluation": {"transfer_attacks": "pgd:stepz=3"}},
+     r"Invalid study evaluation transfer_attacks: "),
     ({"claims": [{"better": "at_alp", "than": "pat", "attack": "pgd6"}]},
      r"Invalid study claims defense"),
     ({"defenses": ["pat", "ensemble_at"], "claims": []}, r"add none to defenses"),

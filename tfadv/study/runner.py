@@ -66,7 +66,7 @@ def plan(study):
     for threat in threats:
       source = None if threat == "white" else train_cells[(defense, threat)].hash
       # Randomized defenses get EOT options from the evaluation itself (workflow).
-      config = {"attacks": study.attacks, "eps": list(study.eps),
+      config = {"attacks": study.attacks_for(threat), "eps": list(study.eps),
                 "num_examples": study.num_examples, "batch_size": study.eval_batch_size,
                 "target": target.hash, "source": source}
       out.append(cells_lib.Cell("eval", defense, threat, config, group))

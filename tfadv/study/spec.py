@@ -12,7 +12,8 @@ error names the key, what was expected and what was received.
       "seeds": [0, 1],              # target seed, then the gray-box copy's seed
       "train": {"train_steps": 2000, "batch_size": 64},       # TrainConfig fields
       "training_attack": {"eps": 0.1, "steps": 7},            # budget of the defenses' attack
-      "evaluation": {"attacks": "fgsm,pgd:steps=10|20", "eps": [0.1], "num_examples": 1000},
+      "evaluation": {"attacks": "fgsm,pgd:steps=10|20", "eps": [0.1], "num_examples": 1000,
+                     "transfer_attacks": "fgsm,pgd:steps=20"},  # gray/black (default: attacks)
       "threat_models": ["white", "gray", "black"],
       "analysis": {"num_examples": 128, "eps": 0.1, "attack_steps": 20},
       "claims": [{"better": "at_alp", "than": "pat", "attack": "pgd200", "threat": "gray",
@@ -34,7 +35,7 @@ _TOP_KEYS = ("name", "data", "model", "surrogate_model", "defenses", "seeds", "t
 _TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(config_lib.TrainConfig)
                     if f.name not in ("model_dir", "seed", "progress", "strategy",
                                       "num_cpu_devices"))
-_EVAL_KEYS = ("attacks", "eps", "num_examples", "batch_size")
+_EVAL_KEYS = ("attacks", "transfer_attacks", "eps", "num_examples", "batch_size")
 _ANALYSIS_KEYS = ("enabled", "num_examples", "eps", "attack_steps", "fraction", "radius",
                   "points", "landscape_examples", "figure_examples")
 _CLAIM_KEYS = ("better", "than", "attack", "threat", "eps", "paper")
@@ -56,7 +57,8 @@ class Study:
   """A validated study file.
 
   Attributes mirror the file's keys; `train` holds TrainConfig keyword arguments,
-  `evaluation` the attack string, eps list, number of examples and batch size.
+  `evaluation` the attack string (white box; `transfer_attacks` for the gray and black box,
+  default the same), eps list, number of examples and batch size.
   """
   name: str
   data: config_lib.DataConfig
@@ -74,6 +76,13 @@ class Study:
   analysis: Tuple[Tuple[str, object], ...]
   claims: Tuple[Claim, ...]
   description: str = ""
+  transfer_attacks: Optional[str] = None
+
+  def attacks_for(self, threat):
+    """The attack string evaluated under threat model `threat` (a ThreatModel value)."""
+    if threat == config_lib.ThreatModel.WHITE.value or self.transfer_attacks is None:
+      return self.attacks
+    return self.transfer_attacks
 
   def train_config(self, model_dir, seed):
     return config_lib.TrainConfig(model_dir=model_dir, seed=seed, progress=True,
@@ -152,6 +161,13 @@ def parse(raw, source="<study>"):
   if not isinstance(eps, list) or not eps or not all(
       isinstance(e, (int, float)) and 0 < e <= 1 for e in eps):
     _fail("evaluation eps", "a non-empty list of numbers in (0, 1]", eps)
+  from tfadv.evaluation import specs  # pylint: disable=g-import-not-at-top
+  for key in ("attacks", "transfer_attacks"):
+    if key in evaluation:
+      try:
+        specs.parse_attacks(str(evaluation[key]), [float(e) for e in eps])
+      except ValueError as e:
+        raise ValueError(f"Invalid study evaluation {key}: {e}") from None
   threats = raw.get("threat_models", ["white"])
   try:
     threats = tuple(config_lib._choice(config_lib.ThreatModel, t, "threat_models")  # pylint: disable=protected-access
@@ -188,7 +204,9 @@ def parse(raw, source="<study>"):
       eps=tuple(float(e) for e in eps), num_examples=evaluation.get("num_examples"),
       eval_batch_size=int(evaluation.get("batch_size", 256)), threat_models=threats,
       analysis=tuple(sorted(analysis.items())), claims=tuple(claims),
-      description=str(raw.get("description", "")))
+      description=str(raw.get("description", "")),
+      transfer_attacks=(str(evaluation["transfer_attacks"]) if "transfer_attacks" in evaluation
+                        else None))
 
 
 def load(path):
