@@ -64,14 +64,26 @@ def num_classes(logits):
   return int(static) if static is not None else tf.shape(logits)[-1]
 
 
-def iterate(step, x_adv, steps):
-  """`steps` applications of `step` to `x_adv` as one graph loop (`tf.while_loop`).
+# Loops of at most this many steps are unrolled (see `iterate`).
+UNROLL_MAX_STEPS = 10
 
-  A Python loop would unroll into `steps` copies of the model and its gradient: PGD-200
-  traced for minutes. The loop keeps the static shape of `x_adv`.
+
+def iterate(step, x_adv, steps):
+  """`steps` applications of `step` to `x_adv`: unrolled when short, else a graph loop.
+
+  Up to `UNROLL_MAX_STEPS` steps (the training attacks: PGD-7/10, TRADES-10) the Python loop
+  is unrolled into the graph, as cleverhans' PGD is. Inside a `tf.while_loop` body oneDNN's
+  graph rewrite sometimes (from one process to the next) leaves `MaxPoolGrad` as TensorFlow's
+  generic kernel, about 10x slower than oneDNN's: measured here, that made a PGD-7 training
+  step of a pooling CNN 1.0x or 1.5x the floor at random; unrolled it was 1.0x every time.
+  Longer loops (evaluation: PGD-50, PGD-200) stay one `tf.while_loop`, whose traced graph
+  does not grow with `steps` (PGD-200 unrolled traced for minutes). Both give bit-identical
+  results. The loop keeps the static shape of `x_adv`.
   """
-  if steps == 1:
-    return step(x_adv)
+  if steps <= UNROLL_MAX_STEPS:
+    for _ in range(steps):
+      x_adv = tf.ensure_shape(step(x_adv), x_adv.shape)
+    return x_adv
   _, x_adv = tf.while_loop(
       lambda i, _: i < steps,
       lambda i, z: (i + 1, tf.ensure_shape(step(z), x_adv.shape)),
