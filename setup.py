@@ -33,6 +33,11 @@ setuptools.setup(
         # installed separately with `pip install --no-deps "tensorflow-serving-api>=2.21,<2.22"`:
         # it requires the full `tensorflow` wheel, which would replace tensorflow-cpu.
         "serving": ["grpcio>=1.24.3,<2", "protobuf>=6.31.1,<8"],
+        # The peers benchmarks/step_time.py times beside tfadv (not needed to use tfadv).
+        # NSL 1.4.0 runs only on legacy tf-keras, which must be installed separately with
+        # `pip install --no-deps "tf-keras>=2.21,<2.22"`: it requires the full `tensorflow`
+        # wheel, which would replace tensorflow-cpu (as tensorflow-serving-api does).
+        "bench": ["adversarial-robustness-toolbox==1.20.1", "neural-structured-learning==1.4.0"],
     },
     entry_points={
         "console_scripts": [
