@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from tfadv import config as config_lib
+from tfadv import io_utils
 from tfadv.data import datasets
 from tfadv.defenses import table
 from tfadv.evaluation import robustness
@@ -99,6 +100,7 @@ def main(argv):
       numbers[name] = dict(reused, defense=trainer.to_jsonable(defense))
       rows.append(_row(name + " (study)", model_name, numbers[name], FLAGS.num_examples))
       print(rows[-1], flush=True)
+      _write(rows, numbers)
       continue
     start = time.time()
     trained = trainer.train(data, model_config, defense, train_config, data_config)
@@ -117,6 +119,12 @@ def main(argv):
                      numbers[name], FLAGS.num_examples))
     logging.info("%s", rows[-1])
     print(rows[-1], flush=True)
+    _write(rows, numbers)  # A partial table survives an interrupted run.
+  print(_write(rows, numbers))
+
+
+def _write(rows, numbers):
+  """Writes the table of the rows so far (and the numbers as JSON); returns the table."""
   header = [
       f"Fashion-MNIST, small_cnn width {FLAGS.width}, {FLAGS.train_steps} steps of batch "
       f"{FLAGS.batch_size} (Adam {FLAGS.learning_rate:g}, seed {FLAGS.seed}), training "
@@ -129,14 +137,12 @@ def main(argv):
       "| defense | model | train min | clean % | PGD-20 % | AutoAttack % |",
       "|---|---|---|---|---|---|",
   ]
-  table = "\n".join(header + rows) + "\n"
+  text = "\n".join(header + rows) + "\n"
   output = FLAGS.output or os.path.join(FLAGS.work_dir, "defenses.md")
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "w") as f:
-    f.write(table)
-  with open(os.path.splitext(output)[0] + ".json", "w") as f:
-    json.dump(numbers, f, indent=2)
-  print(table)
+  io_utils.atomic_write(output, text.encode())
+  io_utils.atomic_write_json(os.path.splitext(output)[0] + ".json", numbers)
+  return text
 
 
 # TrainConfig fields that do not change the trained weights (where and how often it writes).
