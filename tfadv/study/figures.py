@@ -48,16 +48,23 @@ def accuracy_vs_steps(study, table, directory):
   if not curves:
     return None
   fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+  # One colour and marker per defense, the same in every panel (the default cycle repeats
+  # after 10 lines).
+  colours = plt.get_cmap("tab20").colors
+  markers = "os^Dv<>pPX*h"
+  style = {d: (colours[2 * i % 20 + (2 * i // 20) % 2], markers[i % len(markers)])
+           for i, d in enumerate(study.defenses)}
   for ax, (threat, lines) in zip(axes[0], curves.items()):
     for defense, points in lines.items():
       steps, accuracy = zip(*points)
-      ax.plot(steps, 100 * np.array(accuracy), marker="o", label=defense)
+      colour, marker = style[defense]
+      ax.plot(steps, 100 * np.array(accuracy), marker=marker, color=colour, label=defense)
     ax.set_xscale("log")
     ax.set_xlabel("PGD iterations")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{threat} box")
     ax.grid(alpha=0.3)
-  axes[0][-1].legend(fontsize=7)
+  axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
   return _save(fig, directory, "accuracy_vs_steps.png")
 
 
