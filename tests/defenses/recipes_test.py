@@ -10,7 +10,6 @@ from tfadv import config as config_lib
 from tfadv.defenses import forwards
 from tfadv.defenses import recipes
 from tfadv.defenses import table
-from tfadv.losses import forward as forward_lib
 from tfadv.losses import registry as terms_lib
 from tfadv.models import taps as taps_lib
 
@@ -125,7 +124,9 @@ def test_attention_forward_adds_cams_and_masked_logits():
   x = tf.random.stateless_uniform([5, 12, 12, 1], seed=[1, 1])
   x_adv = tf.clip_by_value(x + 0.1, 0.0, 1.0)
   y = tf.constant([0, 1, 2, 0, 1])
-  clean, adv = forwards.attention_forward(tapped, x, x_adv, y, kappa=0.3, training=False)
+  record = forwards.attention_forward(tapped, x, x_adv, y, kappa=0.3, training=False)
+  clean, adv = record.clean, record.adv
+  assert record.joint["cam"].shape == (10, 3, 3)
   assert clean["cam"].shape == (5, 3, 3) and adv["masked_logits"].shape == (5, 3)
   np.testing.assert_allclose(adv["logits"].numpy(), tapped(x_adv)["logits"].numpy(),
                              rtol=1e-5, atol=1e-6)
@@ -163,10 +164,11 @@ def test_separate_passes_normalise_clean_and_adversarial_batches_apart():
   x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, [5, 6], -0.3, 0.3), 0, 1)
   y = tf.constant([0, 1, 2, 0])
   alone = tapped(x, training=True)["logits"].numpy()
-  separate, _ = forwards.make_forward({"clean", "adv"}, joint=False)(tapped, x, x_adv, y)
-  joint, _ = forwards.make_forward({"clean", "adv"}, joint=True)(tapped, x, x_adv, y)
-  np.testing.assert_allclose(separate["logits"].numpy(), alone, rtol=1e-5, atol=1e-5)
-  assert not np.allclose(joint["logits"].numpy(), alone, atol=1e-4)  # mixed BN batch
+  separate = forwards.make_forward({"clean", "adv"}, joint=False)(tapped, x, x_adv, y)
+  joint = forwards.make_forward({"clean", "adv"}, joint=True)(tapped, x, x_adv, y)
+  assert separate.joint is None and joint.joint["logits"].shape == (8, 3)
+  np.testing.assert_allclose(separate.clean["logits"].numpy(), alone, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(joint.clean["logits"].numpy(), alone, atol=1e-4)  # mixed BN batch
 
 
 def test_every_registered_term_has_finite_non_zero_weight_gradients_in_tf_function():
@@ -181,8 +183,7 @@ def test_every_registered_term_has_finite_non_zero_weight_gradients_in_tf_functi
     term = terms_lib.TERMS[name]
     forward = forwards.make_forward(term.needs | {"clean", "adv"})
     with tf.GradientTape() as tape:
-      clean, adv = forward(tapped, x, x_adv, y)
-      record = forward_lib.Forward(labels=y, clean=clean, adv=adv)
+      record = forward(tapped, x, x_adv, y)
       loss = tf.reduce_mean(term.bind(term.defaults())(record))
     return tape.gradient(loss, model.trainable_variables)
 

@@ -74,3 +74,37 @@ def test_terms_read_forward_records_and_name_what_is_missing():
                              [0.0, 0.0])
   with pytest.raises(ValueError, match="'alp' needs the adv forward pass"):
     logit_pairing.logit_pairing_term(forward.Forward(labels=labels, clean=out))
+
+
+def test_at_term_on_the_joint_batch_equals_the_two_passes_with_the_same_gradient():
+  joint = [tf.random.stateless_normal([6, s, s, c], seed=[4, i])
+           for i, (s, c) in enumerate([(6, 3), (3, 5), (3, 2), (1, 4)])]
+  clean = {"taps": tuple(t[:3] for t in joint)}
+  adv = {"taps": tuple(t[3:] for t in joint)}
+  term = attention_pairing.make_term((0, 1, 3), 2.0)
+  labels = tf.constant([0, 1, 2])
+
+  def value_and_grads(use_joint):
+    with tf.GradientTape() as tape:
+      tape.watch(joint)
+      # The record's halves are slices of `joint` (the defense's forward splits it the same).
+      halves = forward.Forward(labels=labels, clean={"taps": tuple(t[:3] for t in joint)},
+                               adv={"taps": tuple(t[3:] for t in joint)},
+                               joint={"taps": tuple(joint)} if use_joint else None)
+      value = term(halves)
+      weighted = tf.reduce_sum(value * tf.constant([1.0, 2.0, 3.0]))
+    return value.numpy(), [g if g is None else g.numpy() for g in tape.gradient(weighted, joint)]
+
+  split_value, split_grads = value_and_grads(use_joint=False)
+  joint_value, joint_grads = value_and_grads(use_joint=True)
+  np.testing.assert_allclose(joint_value, split_value, rtol=1e-6)
+  np.testing.assert_allclose(
+      split_value, attention_pairing.attention_pairing(
+          [clean["taps"][i] for i in (0, 1, 3)], [adv["taps"][i] for i in (0, 1, 3)]).numpy(),
+      rtol=1e-6)
+  assert split_value.min() > 0  # different halves: a term that returned 0 would fail above
+  for a, b in zip(split_grads, joint_grads):
+    if a is None:  # tap 2 is not chosen
+      assert b is None
+    else:
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

@@ -24,8 +24,8 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
     eps: radius of the threat ball, Python float in pixel units of [0, 1].
     step_size: size of each step; None means 2.5 * eps / steps (Madry et al.). Steps larger
       than `eps` are clamped to `eps`.
-    steps: number of iterations (Python int; one graph loop, so the traced graph does not
-      grow with `steps`).
+    steps: number of iterations (Python int; unrolled up to `common.UNROLL_MAX_STEPS`,
+      else one graph loop whose traced graph does not grow with `steps`).
     norm: `linf` or `l2`.
     random_start: start from a uniform point of the ball (Madry) instead of `x` (BIM).
     restarts: independent random starts; per example the first adversarial one is kept.

@@ -23,7 +23,7 @@ def trades(model_fn, x, y=None, eps=0.1, step_size=None, steps=10, norm="linf", 
     y: unused (the objective needs no labels); accepted for the common calling convention.
     eps: radius of the threat ball, Python float in pixel units of [0, 1].
     step_size: size of each step; None means 2.5 * eps / steps. Clamped to `eps`.
-    steps: number of iterations (Python int; one graph loop).
+    steps: number of iterations (Python int; see `common.iterate`).
     norm: `linf` (signed gradient steps) or `l2` (normalised gradient steps).
     seed: optional int tensor [2] making the small Gaussian start stateless (replayable
       training steps); None uses TensorFlow's stateful RNG.

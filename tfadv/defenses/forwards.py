@@ -1,8 +1,9 @@
 """The forward passes of one training step, derived from what the loss terms read.
 
-`make_forward(passes, ...)` returns `forward(tapped, x, x_adv, y) -> (clean, adv)`: the
-tapped model's output dicts on the clean and adversarial images, extended with what the
-terms need (`tfadv.losses.registry.PASSES`):
+`make_forward(passes, ...)` returns `forward(tapped, x, x_adv, y) -> Forward`: the record
+the loss terms read (`tfadv.losses.forward`), with the tapped model's output dicts on the
+clean and adversarial images, extended with what the terms need
+(`tfadv.losses.registry.PASSES`):
 
 - `cam`: Grad-CAM maps [B, h, w] of the true class, from an inner tape that the step's tape
   records, so a loss on the maps reaches the weights (AAD's preservation);
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from tfadv.attention import gradcam
 from tfadv.attention import masks
+from tfadv.losses import forward as forward_lib
 from tfadv.losses import igr
 
 
@@ -62,8 +64,9 @@ def attention_forward(tapped, x, x_adv, y, kappa=None, masked=True, training=Tru
     training: forwarded to the Grad-CAM pass.
 
   Returns:
-    (clean, adv): the tapped model's output dicts on `x` and `x_adv`, each with `cam`
-    ([B, h, w] raw Grad-CAM maps) and, when `masked`, `masked_logits` ([B, K]).
+    A `Forward` record: `clean` and `adv`, the tapped model's output dicts on `x` and
+    `x_adv`, each with `cam` ([B, h, w] raw Grad-CAM maps) and, when `masked`,
+    `masked_logits` ([B, K]); `joint`, the same on `concat(x, x_adv)`.
   """
   n = tf.shape(x)[0]
   both = tf.concat([x, x_adv], 0)
@@ -73,7 +76,8 @@ def attention_forward(tapped, x, x_adv, y, kappa=None, masked=True, training=Tru
   if masked:
     area = masks.attention_area(cam, size=tuple(x.shape[1:3]), kappa=kappa)
     outputs["masked_logits"] = tapped(masks.mask_images(both, area), training=False)["logits"]
-  return _split(outputs, n)
+  clean, adv = _split(outputs, n)
+  return forward_lib.Forward(labels=y, clean=clean, adv=adv, joint=outputs)
 
 
 def make_forward(passes, joint=True, kappa=None):
@@ -86,7 +90,7 @@ def make_forward(passes, joint=True, kappa=None):
     kappa: the attention threshold of the masked pass.
 
   Returns:
-    `forward(tapped, x, x_adv, y) -> (clean, adv)`; an output is None when no term reads it.
+    `forward(tapped, x, x_adv, y) -> Forward`; an output is None when no term reads it.
   """
   passes = frozenset(passes)
   unknown = passes - {"clean", "adv", "cam", "masked", "input_grad", "members"}
@@ -105,11 +109,13 @@ def make_forward(passes, joint=True, kappa=None):
       clean, norm = igr.input_gradient_forward(tapped, x, y, training=True)
       clean = dict(clean, **{igr.INPUT_GRAD_NORM: norm})
     if "adv" in passes and "clean" in passes and clean is None and joint:
-      return _split(tapped(tf.concat([x, x_adv], 0), training=True), tf.shape(x)[0])
+      outputs = tapped(tf.concat([x, x_adv], 0), training=True)
+      clean, adv = _split(outputs, tf.shape(x)[0])
+      return forward_lib.Forward(labels=y, clean=clean, adv=adv, joint=outputs)
     if "clean" in passes and clean is None:
       clean = tapped(x, training=True)
     if "adv" in passes:
       adv = tapped(x_adv, training=True)
-    return clean, adv
+    return forward_lib.Forward(labels=y, clean=clean, adv=adv)
 
   return forward

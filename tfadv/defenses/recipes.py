@@ -39,7 +39,8 @@ class Recipe:
       reads adversarial images.
     terms: the weighted loss terms; the step loss is their weighted sum.
     passes: the forward passes the terms read (`tfadv.losses.registry.PASSES`).
-    forward: `(tapped, x, x_adv, y) -> (clean, adv)` computing those passes.
+    forward: `(tapped, x, x_adv, y) -> Forward` computing those passes (the record the
+      terms read).
     wrapper: the model wrapper name, or None.
     wrapper_options: its resolved options.
     static_sources: the attack alternates between the trained model and static models.

@@ -22,6 +22,10 @@ def _safe_norm(x, p):
   return tf.where(positive, tf.pow(tf.where(positive, powered, 1.0), 1.0 / p), 0.0)
 
 
+def _map_distance(clean_map, adv_map, p):
+  return _safe_norm(adv_map - clean_map, p)
+
+
 def attention_pairing(clean_taps, adv_taps, p=2.0):
   """Sum over stages of the p-norm distance of normalised attention maps: [B].
 
@@ -35,14 +39,37 @@ def attention_pairing(clean_taps, adv_taps, p=2.0):
                      f"adversarial taps; received {len(clean_taps)} and {len(adv_taps)}")
   total = 0.0
   for clean, adv in zip(clean_taps, adv_taps):
-    total += _safe_norm(maps.attention_map(adv, p) - maps.attention_map(clean, p), p)
+    total += _map_distance(maps.attention_map(clean, p), maps.attention_map(adv, p), p)
+  return total
+
+
+def joint_attention_pairing(joint_taps, p=2.0):
+  """`attention_pairing` of taps over `concat(clean, adv)` [2B, ...]: [B].
+
+  The maps are computed on each joint tap and the [2B, h*w] maps are split, so the
+  feature maps' gradient is one tensor per tap, not the concat of two halves' gradients
+  (the concats were ~45 ms of CPU in a 0.6 s AT+ALP step; `benchmarks/step_time.py`).
+  """
+  if not joint_taps:
+    raise ValueError("joint_attention_pairing expects a non-zero number of taps")
+  total = 0.0
+  for joint in joint_taps:
+    clean_map, adv_map = tf.split(maps.attention_map(joint, p), 2, axis=0)
+    total += _map_distance(clean_map, adv_map, p)
   return total
 
 
 def attention_pairing_term(forward, taps=(0, 1, 2, 3), p=2.0):
-  """AT of a `Forward` record over the tap indices `taps`: [B]."""
+  """AT of a `Forward` record over the tap indices `taps`: [B].
+
+  On the joint batch when the clean and adversarial images went through the model
+  together (the same value; a cheaper gradient), else on the two passes.
+  """
   clean = forward.require("clean", "at")["taps"]
   adv = forward.require("adv", "at")["taps"]
+  if forward.joint is not None:
+    joint = forward.joint["taps"]
+    return joint_attention_pairing([joint[i] for i in taps], p)
   return attention_pairing([clean[i] for i in taps], [adv[i] for i in taps], p)
 
 

@@ -32,7 +32,6 @@ from tfadv.data import augment as augment_lib
 from tfadv.defenses import loading
 from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
-from tfadv.losses import forward as forward_lib
 from tfadv.training import checkpoints
 from tfadv.training import overfitting
 from tfadv.training import ema as ema_lib
@@ -242,8 +241,7 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
       x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed, tf.identity(step)))
     with tf.GradientTape() as tape:
       # The passes the recipe's terms read (clean/adv, Grad-CAM, masked, input gradients).
-      clean, adv = recipe.forward(tapped, x, x_adv, y)
-      record = forward_lib.Forward(labels=y, clean=clean, adv=adv)
+      record = recipe.forward(tapped, x, x_adv, y)
       terms = {t.name: t.fn(record) for t in recipe.terms}
       per_example = tf.add_n([t.weight * terms[t.name] for t in recipe.terms])
       loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
@@ -260,10 +258,10 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
       ema.update(ema_weights)
     sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
     sums["loss"] = tf.reduce_sum(per_example)
-    if clean is not None:
-      sums["accuracy"] = _correct(clean, y)
-    if adv is not None:
-      sums["adv_accuracy"] = _correct(adv, y)
+    if record.clean is not None:
+      sums["accuracy"] = _correct(record.clean, y)
+    if record.adv is not None:
+      sums["adv_accuracy"] = _correct(record.adv, y)
     return sums
 
   def one_step(iterator):
