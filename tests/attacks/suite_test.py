@@ -1,10 +1,13 @@
 """Property tests of every registered attack: ball, box, eps = 0, tf.function, strength.
 
 Strength is measured on the same 2-epoch undefended Fashion-MNIST CNN as attacks_test.py
-(clean 0.80 on these 256 test images; FGSM 0.36, PGD-20 0.26 at eps = 0.1), in graph mode.
-Iteration counts and query budgets are small to keep the file fast; the bounds in
-`STRENGTH` sit about 0.03 above the measured figures, well below what a no-op (clean
-accuracy) or a weakened attack would give.
+(clean ~0.80 on these 256 test images; FGSM ~0.36, PGD-20 ~0.26 at eps = 0.1), in graph
+mode. Iteration counts and query budgets are small to keep the file fast. Each attack's
+bound in `STRENGTH` is PGD-20's accuracy on the same images, measured in the same process,
+plus a margin about 0.03 above what was measured: that model's robustness moves by a few
+points from one machine's floating point to another's (the bounds were absolute once and
+failed on an AMD machine, where every attack and PGD-20 moved together), while a no-op
+(clean accuracy, 0.5 above PGD-20) or a weakened attack stays far outside.
 """
 
 import math
@@ -42,29 +45,35 @@ CHEAP = {
     "a3": ({"steps": 3}, ("linf", "l2")),
 }
 
-# name -> (options, number of images, maximum accuracy at eps = 0.1 (L-inf)); the comment
-# gives what was measured.
+# name -> (options, number of images, margin: the largest accuracy allowed at eps = 0.1
+# (L-inf) minus PGD-20's on the same images); the comment gives what was measured
+# (attack / PGD-20).
 STRENGTH = {
-    "bim": ({"steps": 10}, 256, 0.29),  # measured 0.258
-    "mim": ({"steps": 10}, 256, 0.32),  # measured 0.293
-    "cw_linf": ({"steps": 10}, 256, 0.30),  # measured 0.270
+    "bim": ({"steps": 10}, 256, 0.03),  # measured 0.258 / 0.26
+    "mim": ({"steps": 10}, 256, 0.06),  # measured 0.293 / 0.26
+    "cw_linf": ({"steps": 10}, 256, 0.04),  # measured 0.270 / 0.26
     # Gradient-free, so weaker per step, and its directions come from the stateful RNG:
     # measured 0.34 and 0.31 (clean 0.66 on these 64 images; PGD-20 0.27).
-    "spsa": ({"steps": 30, "samples": 64, "learning_rate": 0.02}, 64, 0.40),
+    "spsa": ({"steps": 30, "samples": 64, "learning_rate": 0.02}, 64, 0.13),
     # StepLL aims at the least-likely class, which is far at eps = 0.1 on this model:
-    # measured 0.715 (one step) and 0.754 (10 steps); at eps = 0.3 both reach 0.10.
-    "stepll": ({}, 256, 0.74),
-    "iter_stepll": ({"steps": 10}, 256, 0.77),
-    "apgd_ce": ({"steps": 10}, 256, 0.29),  # measured 0.262 (PGD-20 0.26)
-    "apgd_t": ({"steps": 10, "target_classes": 3}, 256, 0.29),  # measured 0.258
-    "fab_t": ({"steps": 10, "target_classes": 3}, 256, 0.30),  # measured 0.277 (20x9: 0.266)
-    "square": ({"queries": 300}, 64, 0.33),  # measured 0.297 (clean 0.66 on 64)
-    "rays": ({"queries": 500}, 128, 0.53),  # measured 0.492 (clean 0.766 on 128)
-    "autoattack": ({"steps": 10, "queries": 100}, 256, 0.29),  # measured 0.262
+    # measured 0.715 (one step) and 0.754 (10 steps) / 0.26, just below clean (0.80); at
+    # eps = 0.3 both reach 0.10 (test below). Their bound is also checked against clean.
+    "stepll": ({}, 256, 0.48),
+    "iter_stepll": ({"steps": 10}, 256, 0.51),
+    "apgd_ce": ({"steps": 10}, 256, 0.03),  # measured 0.262 / 0.26
+    "apgd_t": ({"steps": 10, "target_classes": 3}, 256, 0.03),  # measured 0.258 / 0.26
+    "fab_t": ({"steps": 10, "target_classes": 3}, 256, 0.04),  # 0.277 / 0.26 (20x9: 0.266)
+    "square": ({"queries": 300}, 64, 0.06),  # measured 0.297 / 0.27 (clean 0.66 on 64)
+    # measured 0.492 / ~0.27 and 0.539 / 0.281 (clean 0.766 on 128): budget-limited.
+    "rays": ({"queries": 500}, 128, 0.30),
+    "autoattack": ({"steps": 10, "queries": 100}, 256, 0.03),  # measured 0.262 / 0.26
     # The paper's l1 attention term (sigma = 10) outweighs the cross-entropy on this
     # undefended model: measured 0.656 (sigma 0 = PGD-10: 0.266; 0.01: 0.355; 0.1: 0.551).
-    "a3": ({"steps": 10, "sigma": 10.0}, 256, 0.70),
+    "a3": ({"steps": 10, "sigma": 10.0}, 256, 0.44),
 }
+
+# Every attack above must also take at least this much off clean accuracy (a no-op takes 0).
+MIN_DROP = 0.02
 
 
 def _eps(norm):
@@ -126,17 +135,30 @@ def test_in_ball_and_box_eps_zero_and_graph_mode(model, batch, name, norm):
   np.testing.assert_array_equal(unchanged.numpy(), x.numpy())
 
 
+@pytest.fixture(scope="module")
+def pgd20_accuracy(model, batch):
+  """PGD-20's accuracy at eps = 0.1 on the first `count` images, per `count`."""
+  model_fn = a3.with_gradcam(model)
+  attack = tf.function(_bound("pgd", "linf", 0.1, {"steps": 20}))
+  x_adv = attack(model_fn, batch[0], batch[1])
+  correct = np.argmax(model(x_adv, training=False).numpy(), -1) == batch[1].numpy()
+  return lambda count: float(np.mean(correct[:count]))
+
+
 @pytest.mark.parametrize("name", sorted(STRENGTH))
-def test_drives_accuracy_down(model, batch, name):
-  options, count, limit = STRENGTH[name]
+def test_drives_accuracy_down(model, batch, pgd20_accuracy, name):
+  options, count, margin = STRENGTH[name]
   x, y = batch[0][:count], batch[1][:count]
   model_fn = a3.with_gradcam(model)
   clean = testing.accuracy(model, x, y)
+  reference = pgd20_accuracy(count)
   attack = tf.function(_bound(name, "linf", 0.1, options))
   adv = testing.accuracy(model, attack(model_fn, x, y), y)
-  print(f"{name}: clean {clean:.3f} -> {adv:.3f} at eps=0.1 on {count} images")
-  assert clean > 0.6
-  assert adv <= limit
+  print(f"{name}: clean {clean:.3f} -> {adv:.3f} (PGD-20 {reference:.3f}) at eps=0.1 on "
+        f"{count} images")
+  assert clean > 0.6 and reference < clean - 0.3  # the reference attack itself works
+  assert adv <= reference + margin
+  assert adv <= clean - MIN_DROP
 
 
 def test_stepll_reaches_the_least_likely_class_at_large_eps(model, batch):
