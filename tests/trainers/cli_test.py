@@ -73,7 +73,9 @@ def test_train_writes_report_checkpoints_and_export(trained):
   assert report["attacks"]["pgd5"]["params"]["steps"] == 5
   # The run learned (chance is 0.1) and the attacks bite.
   assert report["clean_accuracy"] > 0.25
-  assert report["attacks"]["pgd5"]["accuracy"] < report["clean_accuracy"] - 0.1
+  # Measured: 0.39 -> 0.20 on one machine, 0.27 -> 0.17 on another (floating point moves
+  # this short run); a no-op attack takes nothing off.
+  assert report["attacks"]["pgd5"]["accuracy"] < report["clean_accuracy"] - 0.05
   # The report is about the trained checkpoint: recomputed here from its definition.
   clean, fgsm = _clean_and_fgsm_accuracy(model_dir, 64, report["eps"])
   assert report["clean_accuracy"] == pytest.approx(clean, abs=1e-6)

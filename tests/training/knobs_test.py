@@ -132,7 +132,9 @@ def test_bfloat16_trains_with_the_float32_loss_within_tolerance(tmp_path):
     assert bf16.model.get_layer("conv1_conv").kernel.dtype == "float32"  # float32 masters
     for key in ("loss", "adv_ce"):
       assert np.isfinite(bf16.metrics[key])
-      np.testing.assert_allclose(bf16.metrics[key], fp32.metrics[key], rtol=0.05)
+      # Two steps of a ResNet in bfloat16 (8 bits of mantissa) vs float32: measured within
+      # 5 % on one machine, 8.8 % on another; a wrong loss scale or a bf16 loss is far off.
+      np.testing.assert_allclose(bf16.metrics[key], fp32.metrics[key], rtol=0.15)
     assert all(np.isfinite(w).all() for w in _weights(bf16.model))
     x = next(iter(data.test.batch(8)))[0]
     assert bf16.model(x).dtype == tf.float32
