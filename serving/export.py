@@ -59,6 +59,7 @@ from serving import signatures
 from tfadv.attention import gradcam as gradcam_lib
 from tfadv.attention import maps
 from tfadv.models import taps as taps_lib
+from tfadv.models import sources
 from tfadv.models import zoo
 
 # Re-exported for callers of this module; the leaf `serving.signatures` owns them.
@@ -338,14 +339,23 @@ def serving_functions(model, tap_names, gradcam_name, class_names=None, card=Non
 
 
 def _infer_taps(model):
-  """Tap and Grad-CAM layer names of a zoo model, recognised by its layer names."""
+  """Tap and Grad-CAM layer names: a zoo model's, recognised by its layer names, else the
+  stage ends found by shape (`tfadv.models.sources.find_taps`). A model without 4-D
+  feature maps (subclassed, a SavedModel) explains with Grad-CAM on the input image
+  itself (gradient x input, rectified) and no attention maps."""
   names = {layer.name for layer in model.layers}
   for model_name in zoo.MODEL_NAMES:
     taps = zoo.tap_layer_names(model_name)
     if set(taps) <= names:
       return taps, zoo.gradcam_layer_name(model_name)
-  raise ValueError(f"Invalid model: the explain signature needs tap_names and gradcam_name; "
-                   f"model {model.name!r} is not a tfadv zoo model, so pass them explicitly")
+  taps, gradcam = sources.find_taps(model)
+  if gradcam is None:
+    gradcam = model.layers[0].name if isinstance(model.layers[0],
+                                                 keras.layers.InputLayer) else None
+  if gradcam is None:
+    raise ValueError(f"Invalid model: the explain signature needs tap_names and gradcam_name; "
+                     f"none were found in model {model.name!r}, so pass them explicitly")
+  return taps, gradcam
 
 
 def _check_model(model):

@@ -122,13 +122,39 @@ class ModelConfig:
     width: base number of filters for `small_cnn` and `resnet18`.
     activation: activation of `resnet18`: `relu` (the original), `silu` or `gelu` (the
       activations of the strongest recent robust recipes, e.g. Wang et al. 2023).
+    path: a user model instead of a zoo one: a `.keras`/`.h5` file or a SavedModel
+      directory (`name` then labels it); relative paths in a run config are relative to
+      its model directory (`tfadv.models.sources`).
+    taps: names of the layers AT pairs (default: found by `sources.find_taps`).
+    gradcam_layer: the layer Grad-CAM reads (default: the last tap).
+    input_range: the range the user model expects: `auto` (0..255 when it starts with a
+      `Rescaling(1/255)`, else [0, 1]), `0,1`, `0,255` or `-1,1`.
+    safe_mode: load user files in Keras' safe mode (no Lambda layers / arbitrary code).
   """
   name: str = "small_cnn"
   weights: Optional[str] = None
   width: int = 32
   activation: str = "relu"
+  path: Optional[str] = None
+  taps: Tuple[str, ...] = ()
+  gradcam_layer: Optional[str] = None
+  input_range: str = "auto"
+  safe_mode: bool = True
+
+  def __post_init__(self):
+    object.__setattr__(self, "taps", tuple(self.taps or ()))
 
   def validate(self):
+    _check(self.input_range in ("auto", "0,1", "0,255", "-1,1"), "input_range",
+           "one of [auto, 0,1, 0,255, -1,1]", self.input_range)
+    if self.path is not None:
+      _check(self.weights is None, "weights", "None for a model file (its weights are in "
+             "the file)", self.weights)
+      return self
+    _check(not self.taps and self.gradcam_layer is None, "taps",
+           "no --taps/--gradcam_layer for a zoo model (its layers are known)", self.taps)
+    _check(self.input_range == "auto", "input_range", "auto for a zoo model (it takes [0, 1])",
+           self.input_range)
     _check(self.weights in (None, "imagenet"), "weights", "None or 'imagenet'", self.weights)
     _check(self.width >= 1, "width", "a positive integer", self.width)
     _check(self.activation in ("relu", "silu", "gelu"), "activation",

@@ -22,6 +22,8 @@ from tfadv.evaluation import plots
 from tfadv.evaluation import report as report_lib
 from tfadv.evaluation import robustness
 from tfadv.evaluation import sanity
+from tfadv.models import sources
+from tfadv.models import taps as taps_lib
 from tfadv.models import zoo
 from tfadv.training import checkpoints
 from tfadv.training import ema as ema_lib
@@ -46,6 +48,7 @@ class LoadedModel:
   weights: str = "raw"
   best: Optional[dict] = None
   tapped: Optional[keras.Model] = None  # The same layers: logits, taps, Grad-CAM, extras.
+  layers: Optional[dict] = None  # The taps, Grad-CAM layer and adaptations (sources).
 
 
 def _progress_bar(total, enabled):
@@ -165,7 +168,8 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
                             extra={**which, "train_steps": result.steps,
-                                   "defense_config": trainer.to_jsonable(defense_config),
+                                   "model_layers": result.layers,
+                       "defense_config": trainer.to_jsonable(defense_config),
                                    "defense_settings": trainer.to_jsonable(
                                        recipes.settings(defense_config))})
   return result, report
@@ -190,15 +194,17 @@ def load_trained(model_dir, checkpoint="auto"):
     data_config = config_lib.DataConfig(
         **{k: (tuple(v) if k == "image_size" and v else v)
            for k, v in run["data"].items() if k in data_fields})
-    model_config = config_lib.ModelConfig(**run["model"])
+    model_config = sources.resolve_path(config_lib.ModelConfig(**run["model"]), model_dir)
     shape = tuple(run["dataset"]["image_shape"])
     num_classes = int(run["dataset"]["num_classes"])
   except (KeyError, TypeError) as e:
     raise ValueError(f"Invalid model_dir: {os.path.join(model_dir, trainer.RUN_CONFIG)!r} "
                      f"is not a tfadv run config ({e})") from e
   defense_config = config_lib.DefenseConfig.from_dict(run.get("defense", {"name": "none"}))
-  model, tapped = defense_models.build(model_config, recipes.build(defense_config), shape,
-                                       num_classes)
+  built = defense_models.build_record(model_config, recipes.build(defense_config), shape,
+                                      num_classes)
+  model = built.model
+  tapped = taps_lib.tapped_model(model, built.tap_names, built.gradcam_name, built.extras)
   if checkpoint not in ("auto", "best", "latest"):
     raise ValueError("Invalid checkpoint: expected one of [auto, best, latest]; received "
                      f"checkpoint={checkpoint!r}")
@@ -221,7 +227,7 @@ def load_trained(model_dir, checkpoint="auto"):
     ema.copy_to(ema_lib.averaged_weights(model))
     weights = "ema"
   return LoadedModel(model, run, data_config, model_config, path, weights,
-                     best if use_best else None, tapped)
+                     best if use_best else None, tapped, sources.describe(built))
 
 
 def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None,
@@ -249,7 +255,8 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
     source = load_source_model(loaded, eval_config.source_model_dir, eval_config.threat_model)
     fingerprint["source_checkpoint"] = source.checkpoint
     white_report = _white_report(model_dir, loaded.checkpoint, output_dir)
-  extra = {"checkpoint": loaded.checkpoint, "weights": loaded.weights}
+  extra = {"checkpoint": loaded.checkpoint, "weights": loaded.weights,
+           "model_layers": loaded.layers}
   defense_name = loaded.run_config["defense"]["name"]
   if defense_name in table.DEFENSES and table.get(defense_name).randomized:
     eval_config, extra["randomized"] = randomized_evaluation(eval_config)
@@ -338,3 +345,41 @@ def _white_report(model_dir, checkpoint, output_dir):
         and report.get("checkpoint") in (None, checkpoint)):
       return report
   return None
+
+
+def load_model_file(model_config, data):
+  """A user's model (file or SavedModel) adapted to `data`: (model, tapped, layers).
+
+  No training run is needed: the model is evaluated or exported as it is.
+  """
+  model_config.validate()
+  built = sources.build(model_config, data.image_shape, data.num_classes)
+  tapped = taps_lib.tapped_model(built.model, built.tap_names, built.gradcam_name)
+  return built.model, tapped, sources.describe(built)
+
+
+def evaluate_model_file(model_config, data_config, eval_config, output_dir, progress=True,
+                        resume=True, strategy=None):
+  """Evaluates a model trained elsewhere (`--model=PATH`) on a dataset's test split.
+
+  The report names the file, the layers found and what was adapted (softmax removed,
+  input range, channels); a model serving probabilities is attacked through its
+  log-probabilities, with a warning.
+  """
+  data_config.validate()
+  data = datasets.load(data_config)
+  model, _, layers = load_model_file(model_config, data)
+  eps = max((a.eps for a in eval_config.attacks), default=0.0)
+  fingerprint = {"model_file": os.path.abspath(model_config.path),
+                 "mtime": os.path.getmtime(model_config.path),
+                 "data": dataclasses.asdict(data_config)}
+  report = evaluate_model(model, data, eval_config, model_config.name, "unknown", eps,
+                          output_dir, progress,
+                          extra={"model_source": os.path.abspath(model_config.path),
+                                 "model_layers": layers},
+                          fingerprint=fingerprint if resume else None, strategy=strategy)
+  notes = [n for n in layers["notes"] if "probabilities" in n]
+  if notes and output_dir:
+    report["warnings"] = list(report.get("warnings") or []) + notes
+    report_lib.write(report, output_dir)
+  return report

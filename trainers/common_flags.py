@@ -46,11 +46,28 @@ def define_eval_flags(eps_default="0.1"):
   flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 
 
-def define_model_flags():
-  flags.DEFINE_enum("model", "small_cnn", list(zoo.MODEL_NAMES), "Architecture.")
-  flags.DEFINE_enum("weights", None, ["imagenet"],
-                    "Pretrained weights for resnet50/101/152 (needs the weights file).")
-  flags.DEFINE_integer("width", 32, "Base width of small_cnn / resnet18.")
+def define_model_flags(default="small_cnn", zoo_options=True):
+  """The model source flags: a zoo name or a user's file, and how to read a user's model."""
+  flags.DEFINE_string("model", default,
+                      f"A zoo architecture [{', '.join(zoo.MODEL_NAMES)}], or your own model: "
+                      "a .keras/.h5 file or a SavedModel directory (nested keras.applications "
+                      "backbones, a final softmax and 0..255 inputs are handled; see README "
+                      "'Your own model').")
+  if zoo_options:
+    flags.DEFINE_enum("weights", None, ["imagenet"],
+                      "Pretrained weights for resnet50/101/152 (needs the weights file).")
+    flags.DEFINE_integer("width", 32, "Base width of small_cnn / resnet18.")
+  flags.DEFINE_list("taps", None, "Your model: layers whose attention AT pairs, shallow to "
+                    "deep (default: the last layer at each of the deepest four resolutions).")
+  flags.DEFINE_string("gradcam_layer", None, "Your model: the layer Grad-CAM reads (default: "
+                      "the last tap, the last 4-D feature map before pooling).")
+  flags.DEFINE_enum("input_range", "auto", ["auto", "0,1", "0,255", "-1,1"],
+                    "Your model: the pixel range it expects (auto: 0,255 when it starts with "
+                    "a Rescaling(1/255) layer, else 0,1). Attacks keep eps in [0, 1] units of "
+                    "the data either way.")
+  flags.DEFINE_bool("unsafe_load", False, "Your model: load it with Keras safe_mode=False "
+                    "(allows Lambda layers, i.e. arbitrary code in the file: trusted files "
+                    "only).")
 
 
 def define_train_flags():
@@ -145,6 +162,11 @@ def define_train_flags():
                        "loop; boundaries stay exact).")
 
 
+def image_size_from_flags():
+  """--image_size as (height, width), or None."""
+  return _image_size()
+
+
 def _image_size():
   if not FLAGS.image_size:
     return None
@@ -165,9 +187,25 @@ def data_config_from_flags():
 
 
 def model_config_from_flags():
-  return config_lib.ModelConfig(name=FLAGS.model, weights=FLAGS.weights,
-                                width=FLAGS.width,
-                                activation=getattr(FLAGS, "activation", "relu")).validate()
+  """The ModelConfig of --model: a zoo name, or a user's file with its reading options."""
+  value = FLAGS.model
+  user = {"taps": tuple(FLAGS.taps or ()), "gradcam_layer": FLAGS.gradcam_layer,
+          "input_range": FLAGS.input_range, "safe_mode": not FLAGS.unsafe_load}
+  if value in zoo.MODEL_NAMES:
+    return config_lib.ModelConfig(name=value, weights=getattr(FLAGS, "weights", None),
+                                  width=getattr(FLAGS, "width", 32),
+                                  activation=getattr(FLAGS, "activation", "relu"),
+                                  **user).validate()
+  import os  # pylint: disable=g-import-not-at-top
+  if not value or not os.path.exists(value):
+    raise ValueError(f"Invalid model: expected one of [{', '.join(zoo.MODEL_NAMES)}] or the "
+                     f"path of a .keras/.h5 file or SavedModel directory; received "
+                     f"model={value!r}, which is neither")
+  stem = os.path.splitext(os.path.basename(os.path.normpath(value)))[0]
+  if getattr(FLAGS, "weights", None):
+    raise ValueError("Invalid weights: expected none with --model=PATH (the weights are in "
+                     f"the file); received weights={FLAGS.weights!r}")
+  return config_lib.ModelConfig(name=stem, path=value, **user).validate()
 
 
 def _floats(values, flag):

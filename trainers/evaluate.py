@@ -8,6 +8,9 @@ r"""tfadv-evaluate: accuracy of a trained model, clean and under attack.
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=10|20|50|100|200
   # Batches split across 2 replicas (virtual CPU devices here; GPUs when present):
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --strategy=mirrored --num_cpu_devices=2
+  # A model trained elsewhere (a .keras/.h5 file or a SavedModel directory), no model_dir:
+  tfadv-evaluate --model=my_model.keras --dataset=fashion_mnist --image_size=32,32 \
+      --attacks=pgd:steps=20,autoattack --eval_eps=0.1 --output_dir=/tmp/my_model_report
   # Gray box: attack another run of the same architecture and defense, test the transfer.
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --threat_model=gray \
       --source_model_dir=/tmp/fmnist_at_alp_seed1 --output_dir=/tmp/gray
@@ -32,7 +35,11 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train.")
+  flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train (or use --model).")
+  common_flags.define_model_flags(default=None, zoo_options=False)
+  flags.DEFINE_string("dataset", "fashion_mnist", "With --model: the dataset whose test split "
+                      "is evaluated (as tfadv-train's --dataset).")
+  flags.DEFINE_list("image_size", None, "With --model: resize the images to HEIGHT,WIDTH.")
   flags.DEFINE_string("output_dir", None, "Where the report goes (default: --model_dir).")
   flags.DEFINE_string("data_dir", None, "Override the dataset's recorded data_dir.")
   flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -64,9 +71,13 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
-  if not FLAGS.model_dir:
-    raise ValueError("Invalid model_dir: expected a directory written by tfadv-train "
-                     "(--model_dir); received none")
+  if bool(FLAGS.model_dir) == bool(FLAGS.model):
+    raise ValueError("Invalid model_dir: expected either a directory written by tfadv-train "
+                     "(--model_dir) or a model file (--model=PATH); received "
+                     + ("both" if FLAGS.model else "neither"))
+  if FLAGS.model and not FLAGS.output_dir:
+    raise ValueError("Invalid output_dir: expected a directory for the report with --model "
+                     "(--output_dir); received none")
   if FLAGS.eps and FLAGS["eval_eps"].present and FLAGS.eps != FLAGS.eval_eps:
     raise ValueError(f"Invalid eps: --eps and --eval_eps name the same list; received "
                      f"--eps={','.join(FLAGS.eps)} and --eval_eps={','.join(FLAGS.eval_eps)}")
@@ -83,6 +94,21 @@ def main(argv):
   strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
   import dataclasses  # pylint: disable=g-import-not-at-top
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
+  if FLAGS.model:
+    model_config = common_flags.model_config_from_flags()
+    if model_config.path is None:
+      raise ValueError(f"Invalid model: expected a model file or SavedModel directory with "
+                       f"tfadv-evaluate (zoo models are evaluated from their --model_dir); "
+                       f"received model={FLAGS.model!r}")
+    from tfadv import config as config_lib  # pylint: disable=g-import-not-at-top
+    data_config = config_lib.DataConfig(
+        name=FLAGS.dataset, data_dir=FLAGS.data_dir,
+        image_size=common_flags.image_size_from_flags())
+    workflow.evaluate_model_file(model_config, data_config, eval_config, FLAGS.output_dir,
+                                 progress=FLAGS.progress, resume=FLAGS.resume,
+                                 strategy=strategy)
+    print(open(os.path.join(FLAGS.output_dir, "report.md")).read())
+    return
   data_config = None
   if FLAGS.data_dir:
     data_config = dataclasses.replace(workflow.load_trained(FLAGS.model_dir).data_config,

@@ -151,7 +151,8 @@ def test_tapped_model_errors():
     taps.tapped_model(model, ("block1_conv", "no_such_layer"), "block4_conv")
   with pytest.raises(ValueError, match="Invalid gradcam_name.*'nope'"):
     taps.tapped_model(model, zoo.tap_layer_names("small_cnn"), "nope")
-  with pytest.raises(ValueError, match="Invalid tap_names"):
-    taps.tapped_model(model, (), "block4_conv")
+  # No taps and no Grad-CAM layer (a user model without feature maps): logits only.
+  logits_only = taps.tapped_model(model, (), None)
+  assert set(logits_only(tf.zeros([1, 8, 8, 1]))) == {"logits", "taps"}
   tapped = taps.tapped_model(model, ["block2_conv", "block3_conv"], "block2_conv")
   assert len(tapped(tf.zeros([1, 8, 8, 1]))["taps"]) == 2

@@ -10,6 +10,7 @@ import os
 from tfadv import config as config_lib
 from tfadv.defenses import models
 from tfadv.defenses import recipes
+from tfadv.models import sources
 from tfadv.training import checkpoints
 
 
@@ -28,7 +29,7 @@ def load(model_dir):
   try:
     with open(path) as f:
       run = json.load(f)
-    model_config = config_lib.ModelConfig(**run["model"])
+    model_config = sources.resolve_path(config_lib.ModelConfig(**run["model"]), model_dir)
     defense = config_lib.DefenseConfig.from_dict(run["defense"])
     shape, classes = tuple(run["dataset"]["image_shape"]), int(run["dataset"]["num_classes"])
   except (ValueError, KeyError, TypeError) as e:

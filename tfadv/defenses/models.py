@@ -14,6 +14,7 @@ from tfadv.models import ensemble
 from tfadv.models import noise
 from tfadv.models import randomization
 from tfadv.models import taps as taps_lib
+from tfadv.models import sources
 from tfadv.models import zoo
 
 # name -> builder; the defenses of `tfadv.defenses.table` refer to these names.
@@ -106,11 +107,29 @@ def build(model_config, recipe, input_shape, num_classes):
     (model, tapped): the classifier (images in [0, 1] -> logits) and the tapped model over
     the same layers (logits, taps, Grad-CAM layer and the wrapper's extras).
   """
-  wrapper = recipe.wrapper if recipe is not None else None
-  if wrapper is None:
-    built = zoo.build(model_config, input_shape, num_classes)
-  else:
-    built = _get(wrapper)(model_config, input_shape, num_classes, **recipe.wrapper_options)
+  built = build_record(model_config, recipe, input_shape, num_classes)
   tapped = taps_lib.tapped_model(built.model, built.tap_names, built.gradcam_name,
                                  built.extras)
   return built.model, tapped
+
+
+def build_record(model_config, recipe, input_shape, num_classes, model=None):
+  """The `zoo.Built` record of a defense's model (any model source, see
+  `tfadv.models.sources`), checked against what the recipe's terms read.
+
+  Args: as `build`; `model` is an in-memory Keras model to use instead of the config's.
+
+  Raises:
+    ValueError: the defense needs taps or a Grad-CAM layer the model does not have.
+  """
+  wrapper = recipe.wrapper if recipe is not None else None
+  if wrapper is None:
+    built = sources.build(model_config, input_shape, num_classes, model=model)
+  elif model is not None:
+    raise ValueError(f"Invalid model: defense {recipe.name} wraps the model "
+                     f"({wrapper}); pass it as a file (--model=PATH) rather than in memory")
+  else:
+    built = _get(wrapper)(model_config, input_shape, num_classes, **recipe.wrapper_options)
+  if recipe is not None:
+    sources.check_fits(recipe, built, model_config.path or model_config.name)
+  return built

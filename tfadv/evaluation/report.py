@@ -53,6 +53,12 @@ def markdown(report):
   if weights:
     lines += ["Defense settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in weights.items()),
               ""]
+  layers = report.get("model_layers")
+  if layers:
+    taps = ", ".join(layers.get("taps") or []) or "none"
+    lines += [f"Layers read: taps ({len(layers.get('taps') or [])}) {taps}; Grad-CAM "
+              f"{layers.get('gradcam_layer') or 'none'}."]
+    lines += [f"Model adapted: {note}." for note in layers.get("notes") or []] + [""]
   measured = []
   if report.get("weights"):
     measured.append(f"weights: {report['weights']}")

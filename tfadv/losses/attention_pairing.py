@@ -59,14 +59,16 @@ def joint_attention_pairing(joint_taps, p=2.0):
   return total
 
 
-def attention_pairing_term(forward, taps=(0, 1, 2, 3), p=2.0):
-  """AT of a `Forward` record over the tap indices `taps`: [B].
+def attention_pairing_term(forward, taps=None, p=2.0):
+  """AT of a `Forward` record over the tap indices `taps` (None: every tap): [B].
 
   On the joint batch when the clean and adversarial images went through the model
   together (the same value; a cheaper gradient), else on the two passes.
   """
   clean = forward.require("clean", "at")["taps"]
   adv = forward.require("adv", "at")["taps"]
+  if taps is None:
+    taps = range(len(clean))
   if forward.joint is not None:
     joint = forward.joint["taps"]
     return joint_attention_pairing([joint[i] for i in taps], p)
@@ -75,4 +77,5 @@ def attention_pairing_term(forward, taps=(0, 1, 2, 3), p=2.0):
 
 def make_term(taps, p):
   """Binds `taps` and `p`: a function of a `Forward` record."""
-  return functools.partial(attention_pairing_term, taps=tuple(taps), p=p)
+  return functools.partial(attention_pairing_term, taps=None if taps is None else tuple(taps),
+                           p=p)

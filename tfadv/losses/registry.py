@@ -72,8 +72,11 @@ def _optional_float(text):
   return None if str(text).lower() == "none" else float(text)
 
 
-_TAPS = Option("taps", (0, 1, 2, 3),
-               lambda v: len(v) >= 1 and all(isinstance(t, int) and 0 <= t <= 3 for t in v),
+# None: every tap the model has (four for the zoo; fewer for a user model with fewer
+# resolutions, see tfadv.models.sources.find_taps).
+_TAPS = Option("taps", None,
+               lambda v: v is None or (
+                   len(v) >= 1 and all(isinstance(t, int) and 0 <= t <= 3 for t in v)),
                "tap indices in 0..3 (at:taps=0/1/2/3)", _ints)
 _P = Option("p", 2.0, lambda v: isinstance(v, (int, float)) and v > 0, "a positive exponent",
             float)

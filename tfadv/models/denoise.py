@@ -25,6 +25,7 @@ from keras import layers
 import tensorflow as tf
 
 from tfadv.models import graph
+from tfadv.models import sources
 from tfadv.models import zoo
 
 STAGES = (0, 1, 2, 3)
@@ -139,8 +140,11 @@ def build(model_config, input_shape, num_classes, stages=STAGES, embed=True, sof
     ValueError: invalid `stages`, or as `zoo.build_model`.
   """
   stages = _check_stages(stages)
-  model = zoo.build_model(model_config, input_shape, num_classes)
-  stage_names = zoo.tap_layer_names(model_config.name)
+  built = sources.build(model_config, input_shape, num_classes)
+  model, stage_names = built.model, built.tap_names
+  if max(stages) >= len(stage_names):
+    raise ValueError(f"Invalid stages: expected indices below {len(stage_names)} (the stage "
+                     f"taps of the model: {', '.join(stage_names)}); received stages={stages}")
   after = {stage_names[s]: (lambda t, n=block_name(stage_names[s]):
                             denoising_block(t, n, embed=embed, softmax=softmax))
            for s in stages}
@@ -148,4 +152,4 @@ def build(model_config, input_shape, num_classes, stages=STAGES, embed=True, sof
   logits = graph.rebuild(model, inputs, after=after)
   tap_names = tuple(f"{block_name(n)}_out" if n in after else n for n in stage_names)
   return zoo.Built(keras.Model(inputs, logits, name=f"{model_config.name}_fd"),
-                   tap_names, tap_names[-1], {})
+                   tap_names, tap_names[-1], {}, built.notes)

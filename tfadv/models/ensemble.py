@@ -14,6 +14,7 @@ from keras import layers
 import tensorflow as tf
 
 from tfadv.models import graph
+from tfadv.models import sources
 from tfadv.models import zoo
 
 MEMBERS_LAYER = "members"
@@ -65,8 +66,8 @@ def build(model_config, input_shape, num_classes, members=3):
   member_logits = []
   for m in range(int(members)):
     # Each zoo model draws its own initial weights; the rebuild copies them.
-    model = zoo.build_model(model_config, input_shape, num_classes)
-    logits = graph.rebuild(model, inputs, prefix=member_prefix(m))
+    built = sources.build(model_config, input_shape, num_classes)
+    logits = graph.rebuild(built.model, inputs, prefix=member_prefix(m))
     member_logits.append(layers.Reshape((1, num_classes), name=f"member{m}_expand",
                                                 dtype="float32")(logits))
   stacked = layers.Concatenate(axis=1, name=MEMBERS_LAYER, dtype="float32")(member_logits)
@@ -74,6 +75,6 @@ def build(model_config, input_shape, num_classes, members=3):
   model = keras.Model(inputs, logits, name=f"{model_config.name}_ensemble{members}")
   prefix = member_prefix(0)
   return zoo.Built(model=model,
-                   tap_names=tuple(prefix + n for n in zoo.tap_layer_names(model_config.name)),
-                   gradcam_name=prefix + zoo.gradcam_layer_name(model_config.name),
-                   extras={"members": MEMBERS_LAYER})
+                   tap_names=tuple(prefix + n for n in built.tap_names),
+                   gradcam_name=prefix + built.gradcam_name if built.gradcam_name else None,
+                   extras={"members": MEMBERS_LAYER}, notes=built.notes)

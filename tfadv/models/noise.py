@@ -15,6 +15,7 @@ from keras import layers
 import tensorflow as tf
 
 from tfadv.models import graph
+from tfadv.models import sources
 from tfadv.models import zoo
 
 DISTRIBUTIONS = ("gaussian", "laplace")
@@ -90,10 +91,9 @@ def build(model_config, input_shape, num_classes, distribution="gaussian", scale
     ValueError: invalid distribution or scale, or as `zoo.build_model`.
   """
   _check(distribution, scale)
-  model = zoo.build_model(model_config, input_shape, num_classes)
+  built = sources.build(model_config, input_shape, num_classes)
   inputs = keras.Input(tuple(input_shape), dtype="float32", name="images")
   noise = NoiseInjection(distribution, scale, name="noise_injection", dtype="float32")
-  logits = graph.rebuild(model, inputs, before=noise)
+  logits = graph.rebuild(built.model, inputs, before=noise)
   return zoo.Built(keras.Model(inputs, logits, name=f"{model_config.name}_noise"),
-                   zoo.tap_layer_names(model_config.name),
-                   zoo.gradcam_layer_name(model_config.name), {})
+                   built.tap_names, built.gradcam_name, {}, built.notes)

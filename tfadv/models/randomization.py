@@ -20,6 +20,7 @@ from keras import layers
 import tensorflow as tf
 
 from tfadv.models import graph
+from tfadv.models import sources
 from tfadv.models import zoo
 
 # The paper's sizes: 299 -> [299, 331) -> 331.
@@ -155,11 +156,10 @@ def build(model_config, input_shape, num_classes, size=None, min_size=None, max_
     raise ValueError(f"Invalid size: expected the padded (height, width) >= the input "
                      f"size {(height, width)}; received size={size!r}")
   _resize_range(height, size[0], min_size, max_size)
-  model = zoo.build_model(model_config, size + (channels,), num_classes)
+  built = sources.build(model_config, size + (channels,), num_classes)
   inputs = keras.Input((height, width, channels), dtype="float32", name="images")
   randomize = RandomResizePad(size, min_size, max_size, per_example,
                               name="random_resize_pad", dtype="float32")
-  logits = graph.rebuild(model, inputs, before=randomize)
+  logits = graph.rebuild(built.model, inputs, before=randomize)
   return zoo.Built(keras.Model(inputs, logits, name=f"{model_config.name}_randomization"),
-                   zoo.tap_layer_names(model_config.name),
-                   zoo.gradcam_layer_name(model_config.name), {})
+                   built.tap_names, built.gradcam_name, {}, built.notes)

@@ -34,24 +34,22 @@ def tapped_model(model, tap_names, gradcam_name, extras=None):
   Returns:
     A Keras model sharing `model`'s layers whose call returns a dict:
     `{"logits": [B, K], "taps": tuple of [B, h_j, w_j, c_j], "gradcam": [B, h, w, c]}`
-    plus one entry per key of `extras`.
+    plus one entry per key of `extras` (`taps` empty and no `gradcam` for a user model
+    without 4-D feature maps: only logit defenses can train it).
 
   Raises:
-    ValueError: `model` has no single output, `tap_names` is empty, a name is not a
-      layer of `model`, or an `extras` key is one of the reserved keys.
+    ValueError: `model` has no single output, a name is not a layer of `model`, or an `extras` key is one of the reserved keys.
   """
   if len(model.outputs) != 1:
     raise ValueError(f"Invalid model: expected a functional model with one output (the "
                      f"logits); received {len(model.outputs)} outputs")
-  tap_names = tuple(tap_names)
-  if not tap_names:
-    raise ValueError(f"Invalid tap_names: expected at least one layer name; "
-                     f"received tap_names={tap_names!r}")
+  tap_names = tuple(tap_names or ())
   outputs = {
       "logits": model.outputs[0],
       "taps": tuple(_layer_output(model, name, "tap_names") for name in tap_names),
-      "gradcam": _layer_output(model, gradcam_name, "gradcam_name"),
   }
+  if gradcam_name is not None:  # None: a user model without feature maps (logits only).
+    outputs["gradcam"] = _layer_output(model, gradcam_name, "gradcam_name")
   for key, name in dict(extras or {}).items():
     if key in outputs:
       raise ValueError(f"Invalid extras: expected keys other than "
@@ -98,4 +96,6 @@ def layer_names(tapped):
   def name(tensor):
     return tensor._keras_history.operation.name  # pylint: disable=protected-access
 
-  return tuple(name(t) for t in outputs["taps"]), name(outputs["gradcam"])
+  gradcam = outputs.get("gradcam")
+  return (tuple(name(t) for t in outputs["taps"]),
+          name(gradcam) if gradcam is not None else None)

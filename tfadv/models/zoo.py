@@ -78,8 +78,10 @@ class Built:
   Attributes:
     model: a flat Keras functional model, float32 images [None, H, W, C] in [0, 1] ->
       logits [None, K].
-    tap_names: the names of its four stage-end layers (group-0..3), in order.
-    gradcam_name: the name of the layer Grad-CAM differentiates the logits against.
+    tap_names: the names of its stage-end layers (group-0..3 for zoo models; up to four,
+      found or named, for users' models), in order.
+    gradcam_name: the name of the layer Grad-CAM differentiates the logits against (None
+      for a user model without 4-D feature maps).
     extras: output key -> name of a layer whose output the loss terms read besides the
       logits and taps (ADP: `{"members": ...}`, the member logits [B, M, K]); see
       `tfadv.models.taps.tapped_model`.
@@ -88,6 +90,7 @@ class Built:
   tap_names: Tuple[str, ...]
   gradcam_name: str
   extras: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  notes: Tuple[str, ...] = ()  # What `tfadv.models.sources` adapted in a user's model.
 
 
 def build(config, input_shape, num_classes):

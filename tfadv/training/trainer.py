@@ -32,6 +32,8 @@ from tfadv.data import augment as augment_lib
 from tfadv.defenses import loading
 from tfadv.defenses import models as defense_models
 from tfadv.defenses import recipes
+from tfadv.models import sources
+from tfadv.models import taps as taps_lib
 from tfadv.training import checkpoints
 from tfadv.training import overfitting
 from tfadv.training import ema as ema_lib
@@ -57,6 +59,7 @@ class TrainResult:
       `ema_decay`; the raw weights stay in the checkpoint) or `raw`.
     best: with `validate_every`, the best-checkpoint state (`best_step`, `best_value`: PGD
       accuracy on the validation split, `history`), else None.
+    layers: the layers the defense read (`tfadv.models.sources.describe`).
   """
   model: keras.Model
   tapped: keras.Model
@@ -66,6 +69,7 @@ class TrainResult:
   strategy: Any
   weights: str = "raw"
   best: Optional[Dict[str, Any]] = None
+  layers: Optional[Dict[str, Any]] = None  # Taps, Grad-CAM layer, adaptations (sources).
 
 
 def steps_per_epoch(num_examples, batch_size):
@@ -381,6 +385,15 @@ def train(data, model_config, defense_config, train_config, data_config=None,
                      f"received batch_size={train_config.batch_size}")
   steps = total_steps(train_config, data.num_train)
   tf.io.gfile.makedirs(train_config.model_dir)
+  build_config = model_config
+  if model_config.path is not None:
+    # A user model: its architecture stays in model_dir (model.keras), so evaluate, export
+    # and resume rebuild it without the original file.
+    if chief:
+      model_config = sources.persist(model_config, train_config.model_dir)
+      build_config = sources.resolve_path(model_config, train_config.model_dir)
+    else:
+      model_config = dataclasses.replace(model_config, path=sources.RUN_MODEL_FILE)
   if chief:
     write_run_config(train_config.model_dir, {
         "data": to_jsonable(data_config) if data_config else {"name": data.name},
@@ -399,8 +412,10 @@ def train(data, model_config, defense_config, train_config, data_config=None,
   previous_policy = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(train_config.precision.value)
   with strategy.scope():
-    model, tapped = defense_models.build(model_config, recipe, data.image_shape,
-                                         data.num_classes)
+    built = defense_models.build_record(build_config, recipe, data.image_shape,
+                                        data.num_classes)
+    model = built.model
+    tapped = taps_lib.tapped_model(model, built.tap_names, built.gradcam_name, built.extras)
     if recipe.static_sources and static_models is None:
       static_models = [loading.load(d) for d in defense_config.static_model_dirs]
     optimizer = build_optimizer(train_config, steps)
@@ -495,7 +510,8 @@ def train(data, model_config, defense_config, train_config, data_config=None,
     ema.copy_to(ema_lib.averaged_weights(model))
   best = tracker.state() if validate is not None else None
   return TrainResult(model, tapped, step, last, resumed_from, strategy,
-                     weights="ema" if ema is not None else "raw", best=best)
+                     weights="ema" if ema is not None else "raw", best=best,
+                     layers=sources.describe(built))
 
 
 def validation_attack(defense_config, train_config):
