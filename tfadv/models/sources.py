@@ -467,6 +467,8 @@ def adapt(loaded, config, input_shape, num_classes, source):
       logits, prob_notes = _saved_model_logits(model, logits, inputs)
       notes += prob_notes
       flat = keras.Model(inputs, logits, name=_name(config, model))
+    elif _usable_as_is(model, front, input_shape):
+      flat = model  # Trained in place: nothing to adapt.
     else:
       logits, flat_notes = flatten(model, inputs, front)
       notes += flat_notes
@@ -485,6 +487,19 @@ def adapt(loaded, config, input_shape, num_classes, source):
   else:
     gradcam = taps[-1] if taps else found_gradcam
   return zoo.Built(flat, taps, gradcam, {}, tuple(notes))
+
+
+def _usable_as_is(model, front, input_shape):
+  """A flat functional model over the data's shape ending in logits needs no rebuild."""
+  graph = graph_of(model)
+  if front or graph is None:
+    return False
+  if any(graph_of(layer) is not None for layer in graph.layers):
+    return False
+  final = _final_operation(model)
+  if final is None or _is_softmax(final) or _has_softmax_activation(final):
+    return False
+  return tuple(model.inputs[0].shape[1:]) == tuple(input_shape)
 
 
 def _apply(layers, x):

@@ -15,7 +15,6 @@ steps as an uninterrupted one.
 """
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Dict, Optional
@@ -37,6 +36,7 @@ from tfadv.models import taps as taps_lib
 from tfadv.training import checkpoints
 from tfadv.training import overfitting
 from tfadv.training import ema as ema_lib
+from tfadv.training import step as step_lib
 from tfadv.training import strategy as strategy_lib
 from tfadv.training import summaries as summaries_lib
 from tfadv.training import validation as validation_lib
@@ -187,11 +187,6 @@ def input_pipeline(dataset, batch_size, shuffle_buffer, seed, start_step=0,
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _correct(outputs, labels):
-  pred = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
-  return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))
-
-
 def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, seed=0,
                     jit=False, static_models=(), ema=None, l2=0.0):
   """Builds `step(iterator, num_steps=1) -> {metric: global mean}` in one tf.function.
@@ -217,56 +212,11 @@ def make_train_step(model, tapped, recipe, optimizer, strategy, global_batch, se
       `weight_decay`), 0 for none.
   """
 
-  def model_fn(x):
-    return model(x, training=False)
-
-  loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-  ema_weights = ema_lib.averaged_weights(model) if ema is not None else None
-
-  sources = [model_fn] + [functools.partial(m, training=False) for m in static_models]
-
-  def attack_fn(x, y, attack_seed, step):
-    attack = registry.from_config(recipe.attack, seed=attack_seed)
-    if len(sources) == 1:
-      return attack(model_fn, x, y)
-    index = tf.cast(step % len(sources), tf.int32)
-    return tf.switch_case(index, [functools.partial(attack, s, x, y) for s in sources])
-
-  if jit and recipe.needs_adv:
-    attack_fn = tf.function(attack_fn, jit_compile=True)
+  attack_fn = step_lib.make_attack_fn(model, recipe, static_models, jit)
 
   def replica_step(x, y, step):
-    context = tf.distribute.get_replica_context()
-    replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
-    attack_seed = tf.stack([tf.constant(seed, tf.int64), step * 4096 + replica])
-    x_adv = None
-    if recipe.needs_adv:
-      # The step's value, not the variable: XLA cannot take a resource variable argument.
-      x_adv = tf.stop_gradient(attack_fn(x, y, attack_seed, tf.identity(step)))
-    with tf.GradientTape() as tape:
-      # The passes the recipe's terms read (clean/adv, Grad-CAM, masked, input gradients).
-      record = recipe.forward(tapped, x, x_adv, y)
-      terms = {t.name: t.fn(record) for t in recipe.terms}
-      per_example = tf.add_n([t.weight * terms[t.name] for t in recipe.terms])
-      loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-      if model.losses:
-        loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-      if loss_scaled:  # mixed_float16: dynamic loss scaling (unscaled by apply_gradients)
-        loss = optimizer.scale_loss(loss)
-    grads = tape.gradient(loss, model.trainable_variables)
-    if l2:
-      grads = [g if g is None else g + tf.cast(l2, g.dtype) * tf.cast(v, g.dtype)
-               for g, v in zip(grads, model.trainable_variables)]
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    if ema is not None:
-      ema.update(ema_weights)
-    sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
-    sums["loss"] = tf.reduce_sum(per_example)
-    if record.clean is not None:
-      sums["accuracy"] = _correct(record.clean, y)
-    if record.adv is not None:
-      sums["adv_accuracy"] = _correct(record.adv, y)
-    return sums
+    return step_lib.replica_step(model, tapped, recipe, optimizer, attack_fn, x, y, step,
+                                 seed=seed, global_batch=global_batch, ema=ema, l2=l2)
 
   def one_step(iterator):
     x, y = next(iterator)
