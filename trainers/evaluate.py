@@ -72,8 +72,8 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --)")
   if bool(FLAGS.model_dir) == bool(FLAGS.model):
-    raise ValueError("Invalid model_dir: expected either a directory written by tfadv-train "
-                     "(--model_dir) or a model file (--model=PATH); received "
+    raise ValueError("Invalid model_dir: expected a directory written by tfadv-train "
+                     "(--model_dir) or a model file (--model=PATH), not both; received "
                      + ("both" if FLAGS.model else "neither"))
   if FLAGS.model and not FLAGS.output_dir:
     raise ValueError("Invalid output_dir: expected a directory for the report with --model "

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -57,6 +58,33 @@ CASES = [
     ("train", ["--dataset=digits", "--model_dir={bad_json_run}"], {},
      "Invalid run config: '{bad_json_run}/run_config.json' is not valid JSON"),
     ("train", ["extra_argument", "--model_dir={tmp}/t9"], {}, "Unexpected arguments"),
+    # Users' models (--model=PATH; fixture files below)
+    ("train", ["--dataset=digits", "--model={tmp}/nothing.keras", "--model_dir={tmp}/u1"], {},
+     "Invalid model: expected one of [small_cnn"),
+    ("train", ["--dataset=digits", "--model={not_model}", "--model_dir={tmp}/u2"], {},
+     "Invalid model: '{not_model}' is not a loadable Keras model"),
+    ("train", ["--dataset=digits", "--model={lambda_model}", "--model_dir={tmp}/u3"], {},
+     "holds a Lambda layer or other code that Keras' safe mode refuses to load; if you trust "
+     "the file, pass --unsafe_load"),
+    ("train", ["--dataset=digits", "--model={dense_model}", "--defense=at_alp",
+               "--model_dir={tmp}/u4"], {},
+     "Invalid model: defense at_alp needs stage taps (--taps=name,...); no 4-D feature map "
+     "was found"),
+    ("train", ["--dataset=digits", "--model={conv_model}", "--taps=nope",
+               "--model_dir={tmp}/u5"], {}, "Invalid taps: expected layer names of the model"),
+    ("evaluate", ["--model={big_model}", "--dataset=digits", "--output_dir={tmp}/e1"], {},
+     "Invalid model: '{big_model}' takes 32x32x3 images; the data has 8x8x1 (resize the data "
+     "with --image_size=32,32)"),
+    ("evaluate", ["--model={two_inputs}", "--dataset=digits", "--output_dir={tmp}/e2"], {},
+     "Invalid model: expected one image input; '{two_inputs}' has 2 inputs"),
+    ("evaluate", ["--model={two_outputs}", "--dataset=digits", "--output_dir={tmp}/e3"], {},
+     "Invalid model: expected one output (the class scores); '{two_outputs}' has 2 outputs"),
+    ("evaluate", ["--model={vector_model}", "--dataset=digits", "--output_dir={tmp}/e4"], {},
+     "Invalid model: expected an image input [batch, H, W, C]; '{vector_model}' takes inputs "
+     "of shape [None, 64]"),
+    ("evaluate", ["--model={custom_model}", "--dataset=digits", "--output_dir={tmp}/e5"], {},
+     "Invalid model: '{custom_model}' needs a custom object Keras cannot find"),
+    ("evaluate", ["--model={conv_model}", "--model_dir={run}"], {}, "received both"),
     # tfadv-evaluate
     ("evaluate", [], {}, "Invalid model_dir: expected a directory written by tfadv-train"),
     ("evaluate", ["--model_dir={tmp}/missing"], {},
@@ -217,7 +245,48 @@ def paths(tmp_path_factory):
   p["nan"] = str(root / "nan.npy")
   np.save(root / "wrong_shape.npy", x[:, :6, :6])
   p["wrong_shape"] = str(root / "wrong_shape.npy")
+  p.update(_user_model_files(root))
   return p
+
+
+class _Unregistered(keras.layers.Layer):
+  """A custom layer the CLIs' process cannot know (not registered, not imported there)."""
+
+  def call(self, inputs):
+    return inputs
+
+
+def _user_model_files(root):
+  """Bad users' models for the --model rows, each written by plain Keras."""
+  out = {}
+  image = keras.Input((8, 8, 1))
+
+  def save(name, model):
+    path = str(root / f"{name}.keras")
+    model.save(path)
+    out[name] = path
+
+  conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(image)
+  logits = keras.layers.Dense(10)(keras.layers.Flatten()(conv))
+  save("conv_model", keras.Model(image, logits))
+  save("dense_model", keras.Model(image, keras.layers.Dense(10)(keras.layers.Flatten()(image))))
+  save("lambda_model", keras.Model(image, keras.layers.Dense(10)(keras.layers.Flatten()(
+      keras.layers.Lambda(lambda t: t * 2.0)(image)))))
+  other = keras.Input((8, 8, 1))
+  save("two_inputs", keras.Model([image, other], keras.layers.Dense(10)(
+      keras.layers.Flatten()(keras.layers.Add()([image, other])))))
+  flat = keras.layers.Flatten()(image)
+  save("two_outputs", keras.Model(image, [keras.layers.Dense(10)(flat),
+                                          keras.layers.Dense(10)(flat)]))
+  vector = keras.Input((64,))
+  save("vector_model", keras.Model(vector, keras.layers.Dense(10)(vector)))
+  save("custom_model", keras.Model(image, keras.layers.Dense(10)(keras.layers.Flatten()(
+      _Unregistered()(image)))))
+  big = keras.Input((32, 32, 3))
+  save("big_model", keras.Model(big, keras.layers.Dense(10)(keras.layers.Flatten()(big))))
+  (root / "not_model.keras").write_text("not a zip archive")
+  out["not_model"] = str(root / "not_model.keras")
+  return out
 
 
 def data_image(data):

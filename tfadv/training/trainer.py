@@ -335,15 +335,29 @@ def train(data, model_config, defense_config, train_config, data_config=None,
                      f"received batch_size={train_config.batch_size}")
   steps = total_steps(train_config, data.num_train)
   tf.io.gfile.makedirs(train_config.model_dir)
-  build_config = model_config
+  keras.utils.set_random_seed(train_config.seed)
+  if train_config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  # Layers take the policy when built: set it for the build only, so it does not leak.
+  previous_policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(train_config.precision.value)
+  with strategy.scope():
+    built = defense_models.build_record(
+        sources.resolve_path(model_config, train_config.model_dir), recipe, data.image_shape,
+        data.num_classes)
+    model = built.model
+    tapped = taps_lib.tapped_model(model, built.tap_names, built.gradcam_name, built.extras)
+    if recipe.static_sources and static_models is None:
+      static_models = [loading.load(d) for d in defense_config.static_model_dirs]
+    optimizer = build_optimizer(train_config, steps)
+    optimizer.build(model.trainable_variables)
+  keras.mixed_precision.set_global_policy(previous_policy)
   if model_config.path is not None:
     # A user model: its architecture stays in model_dir (model.keras), so evaluate, export
-    # and resume rebuild it without the original file.
-    if chief:
-      model_config = sources.persist(model_config, train_config.model_dir)
-      build_config = sources.resolve_path(model_config, train_config.model_dir)
-    else:
-      model_config = dataclasses.replace(model_config, path=sources.RUN_MODEL_FILE)
+    # and resume rebuild it without the original file. Written once the model is known to
+    # build and to fit the defense, so a bad file leaves nothing behind.
+    model_config = (sources.persist(model_config, train_config.model_dir) if chief else
+                    dataclasses.replace(model_config, path=sources.RUN_MODEL_FILE))
   if chief:
     write_run_config(train_config.model_dir, {
         "data": to_jsonable(data_config) if data_config else {"name": data.name},
@@ -355,22 +369,6 @@ def train(data, model_config, defense_config, train_config, data_config=None,
                     "class_names": list(data.class_names)},
     })
 
-  keras.utils.set_random_seed(train_config.seed)
-  if train_config.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  # Layers take the policy when built: set it for the build only, so it does not leak.
-  previous_policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(train_config.precision.value)
-  with strategy.scope():
-    built = defense_models.build_record(build_config, recipe, data.image_shape,
-                                        data.num_classes)
-    model = built.model
-    tapped = taps_lib.tapped_model(model, built.tap_names, built.gradcam_name, built.extras)
-    if recipe.static_sources and static_models is None:
-      static_models = [loading.load(d) for d in defense_config.static_model_dirs]
-    optimizer = build_optimizer(train_config, steps)
-    optimizer.build(model.trainable_variables)
-  keras.mixed_precision.set_global_policy(previous_policy)
   schedule = learning_rate(train_config, steps)
   ema = None
   if train_config.ema_decay:
