@@ -96,7 +96,8 @@ class SavedModelClassifier(keras.layers.Layer):
   def __init__(self, path, endpoint="serve", output_key=None, log_probabilities=False,
                **kwargs):
     super().__init__(**kwargs)
-    self.path, self.endpoint, self.output_key = path, endpoint, output_key
+    # `path` is a Layer property in Keras 3: the directory is kept as `saved_model_path`.
+    self.saved_model_path, self.endpoint, self.output_key = path, endpoint, output_key
     self.log_probabilities = bool(log_probabilities)
     self.inner = keras.layers.TFSMLayer(path, call_endpoint=endpoint, trainable=False)
 
@@ -110,7 +111,7 @@ class SavedModelClassifier(keras.layers.Layer):
     return out
 
   def get_config(self):
-    return {**super().get_config(), "path": self.path, "endpoint": self.endpoint,
+    return {**super().get_config(), "path": self.saved_model_path, "endpoint": self.endpoint,
             "output_key": self.output_key, "log_probabilities": self.log_probabilities}
 
 
@@ -191,7 +192,11 @@ def _saved_model_classifier(path):
   if len(shape) != 4:
     raise ValueError(f"Invalid model: expected a SavedModel over images [batch, H, W, C]; "
                      f"{path!r} takes inputs of shape {list(shape)}")
-  outputs = fn.structured_outputs
+  if endpoint == "serve":
+    concrete = getattr(fn, "concrete_functions", None) or [None]
+    outputs = getattr(concrete[0], "structured_outputs", None)
+  else:
+    outputs = fn.structured_outputs
   key = None
   if isinstance(outputs, dict):
     if len(outputs) != 1 and "logits" not in outputs:
