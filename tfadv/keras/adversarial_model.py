@@ -113,6 +113,7 @@ class AdversarialModel(keras.Model):
                                           steps=int(eval_steps))
     object.__setattr__(self, "_eval_attack", registry.validate(eval_attack))
     self._trackers = {name: keras.metrics.Mean(name=name) for name in _METRICS}
+    self.built = True  # The classifier is built: weights can be saved before fit().
 
   def call(self, inputs, training=False):
     return self.model(inputs, training=training)
