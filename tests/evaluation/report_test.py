@@ -122,3 +122,13 @@ def test_example_limit_is_validated():
   (auto,) = specs.parse_attacks("autoattack:num_examples=1000", [0.1])
   assert auto.num_examples == 1000
   assert robustness.attack_label(auto) == "autoattack"
+
+
+def test_default_evaluation_includes_autoattack_on_1000_examples():
+  from tfadv import config as config_lib  # pylint: disable=g-import-not-at-top
+  auto = [a for a in config_lib.EvalConfig().attacks if a.name == "autoattack"]
+  assert [a.num_examples for a in auto] == [1000]
+  from trainers import common_flags  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+  assert '"fgsm,pgd:steps=20,autoattack:num_examples=1000"' in inspect.getsource(
+      common_flags.define_eval_flags)

@@ -262,7 +262,8 @@ def _per_class_lines(report):
   if not classes:
     return []
   keys = list(report.get("worst_case", {}))
-  lines = ["", "## Per class", "", "Robust: the worst case over the attacks at each budget.",
+  lines = ["", "## Per class", "", "Robust: the worst case over the attacks at each budget, "
+           "over the examples all of them ran on (the worst-case table's count).",
            "", "| class | examples | clean ± SE | " + " | ".join(
                f"robust {k} ± SE" for k in keys) + " |",
            "|---|---|---|" + "---|" * len(keys)]
