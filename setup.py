@@ -28,7 +28,7 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "jsonschema>=4.18"],
         # gRPC client/server of TensorFlow Serving. tensorflow-serving-api itself must be
         # installed separately with `pip install --no-deps "tensorflow-serving-api>=2.21,<2.22"`:
         # it requires the full `tensorflow` wheel, which would replace tensorflow-cpu.

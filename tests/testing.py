@@ -145,3 +145,33 @@ def tree_digest(directory):
       with open(path, "rb") as f:
         digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
   return digests
+
+
+# JSON Schemas of the files tfadv writes for tools (docs/*.schema.json).
+SCHEMAS = {"report": "report.schema.json", "study": "study.schema.json"}
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(kind):
+  import json  # pylint: disable=g-import-not-at-top
+  import jsonschema  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "docs", SCHEMAS[kind])) as f:
+    schema = json.load(f)
+  jsonschema.Draft202012Validator.check_schema(schema)
+  return jsonschema.Draft202012Validator(schema)
+
+
+def assert_valid(document, kind="report"):
+  """Validates a report.json / study.json (a path or the loaded dict) against its schema.
+
+  Returns the document (loaded when a path was given), so a test can keep reading it.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  if isinstance(document, (str, os.PathLike)):
+    with open(document) as f:
+      document = json.load(f)
+  errors = sorted(_validator(kind).iter_errors(document), key=lambda e: list(e.path))
+  assert not errors, f"{kind} does not match docs/{SCHEMAS[kind]}: " + "; ".join(
+      f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in errors[:5])
+  return document

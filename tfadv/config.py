@@ -178,7 +178,9 @@ class AttackConfig:
     restarts: PGD restarts (evaluation); the worst case per example is kept.
     params: options of attacks other than `fgsm`/`pgd`, as sorted (key, value) pairs passed
       to the attack function as keyword arguments (e.g. `(("steps", 100),)` for `cw_linf`,
-      `(("queries", 10000),)` for `rays`); the fields above are PGD's.
+      `(("queries", 10000),)` for `rays`); the fields above are PGD's. One option is
+      the evaluation's, valid for every attack and not passed to it: `num_examples`, run
+      the attack on the first that many test examples only (AutoAttack on 1,000 of 10,000).
   """
   name: str = "pgd"
   eps: float = 0.1
@@ -193,6 +195,11 @@ class AttackConfig:
     object.__setattr__(self, "norm", _choice(Norm, self.norm, "norm"))
     params = self.params.items() if isinstance(self.params, dict) else self.params
     object.__setattr__(self, "params", tuple(sorted((str(k), v) for k, v in params)))
+
+  @property
+  def num_examples(self):
+    """The attack's example limit (the `num_examples` option), or None (every example)."""
+    return dict(self.params).get("num_examples")
 
   @property
   def resolved_step_size(self):
@@ -214,6 +221,10 @@ class AttackConfig:
     _check(self.step_size is None or self.step_size > 0, "attack_step_size",
            "a positive step size", self.step_size)
     _check(self.restarts >= 1, "restarts", "a positive integer", self.restarts)
+    limit = self.num_examples
+    _check(limit is None or (isinstance(limit, int) and not isinstance(limit, bool)
+                             and limit >= 1),
+           "num_examples", "a positive integer (the attack's example limit)", limit)
     return self
 
 
@@ -444,7 +455,8 @@ class EvalConfig:
   """What robustness evaluation runs.
 
   Attributes:
-    attacks: attack configs; each is reported under `name` (e.g. `pgd20`).
+    attacks: attack configs; each is reported under `name` (e.g. `pgd20`). Default: FGSM,
+      PGD-20 and AutoAttack on the first 1,000 test examples, at eps 0.1.
     num_examples: test examples to evaluate (None: the whole test split).
     batch_size: evaluation batch size.
     threat_model: `white`, `gray` or `black` (see `ThreatModel`).
@@ -456,6 +468,9 @@ class EvalConfig:
   attacks: Tuple[AttackConfig, ...] = (
       AttackConfig(name="fgsm", eps=0.1),
       AttackConfig(name="pgd", eps=0.1, steps=20),
+      # The honest figure (PGD alone can overestimate robustness), on 1,000 examples to
+      # bound its cost: the figure a model card leads with.
+      AttackConfig(name="autoattack", eps=0.1, params=(("num_examples", 1000),)),
   )
   num_examples: Optional[int] = None
   batch_size: int = 256

@@ -109,7 +109,8 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
   extra = dict(extra or {}, threat_model=eval_config.threat_model.value)
   if eval_config.source_model_dir:
     extra["source_model"] = eval_config.source_model_dir
-  report = report_lib.build(result, data.name, model_name, defense_name, eps, extra)
+  report = report_lib.build(result, data.name, model_name, defense_name, eps, extra,
+                            class_names=getattr(data, "class_names", None))
   report["warnings"] = sanity.check(report, white_report)
   if directory:
     tf.io.gfile.makedirs(directory)

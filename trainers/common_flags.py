@@ -35,7 +35,7 @@ def define_data_flags():
 def define_eval_flags(eps_default="0.1"):
   flags.DEFINE_list("eval_eps", [eps_default],
                     "Epsilons of the evaluation attacks (L-inf, pixel units of [0, 1]).")
-  flags.DEFINE_string("attacks", "fgsm,pgd:steps=20",
+  flags.DEFINE_string("attacks", "fgsm,pgd:steps=20,autoattack:num_examples=1000",
                       "Evaluation attacks, comma-separated, each with ':key=value' options "
                       "(pgd: steps, step_size, restarts, random_start, norm, eps; other "
                       "attacks: eps, norm and their own options, e.g. cw_linf:steps=100, "

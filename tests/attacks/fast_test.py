@@ -72,3 +72,38 @@ def test_eps_zero_returns_the_input():
   x, y = _data(8)
   for attack in (fast.fgsm_rs, fast.n_fgsm):
     np.testing.assert_array_equal(attack(model_fn, x, y, 0.0).numpy(), x.numpy())
+
+
+def _bn_means_after_one_step(defense, attack_training_mode):
+  """BatchNorm moving means of a ResNet after one fast-AT step at learning rate 0."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfadv import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfadv.defenses import models  # pylint: disable=g-import-not-at-top
+  from tfadv.defenses import recipes  # pylint: disable=g-import-not-at-top
+  from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  recipe = recipes.build(config_lib.DefenseConfig(
+      name=defense, attack=config_lib.AttackConfig(eps=EPS)))
+  recipe = dataclasses.replace(recipe, attack_training_mode=attack_training_mode)
+  model, tapped = models.build(config_lib.ModelConfig(name="resnet18", width=2), recipe,
+                               (8, 8, 1), 3)
+  step = trainer.make_train_step(model, tapped, recipe, keras.optimizers.SGD(0.0),
+                                 tf.distribute.get_strategy(), 16)
+  x, y = _data(16)
+  step(iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()))
+  return [v.numpy() for v in model.non_trainable_weights if "moving_mean" in v.path]
+
+
+def test_fast_at_attacks_run_batchnorm_in_training_mode():
+  # The references attack the model in model.train(): the attack's forward pass uses (and
+  # updates) the batch statistics. The record says so; the trainer must honour it.
+  from tfadv.defenses import table  # pylint: disable=g-import-not-at-top
+  assert table.get("fgsm_rs").attack_training_mode and table.get("n_fgsm").attack_training_mode
+  assert not table.get("pat").attack_training_mode
+  on = _bn_means_after_one_step("fgsm_rs", True)
+  off = _bn_means_after_one_step("fgsm_rs", False)
+  assert on and len(on) == len(off)
+  # At learning rate 0 only BatchNorm's moving averages move: one more update (the attack's
+  # forward pass on its random start) in training mode.
+  assert max(float(np.max(np.abs(a - b))) for a, b in zip(on, off)) > 1e-4

@@ -66,15 +66,21 @@ def test_report_plots_and_resume(data, tmp_path):
   assert report["attacks"]["fgsm@0.1"]["accuracy"] == 7 / 64
   assert report["threat_model"] == "white" and isinstance(report["warnings"], list)
   assert report["plots"] == {"accuracy_vs_steps": "accuracy_vs_steps.png",
-                             "accuracy_vs_eps": "accuracy_vs_eps.png"}
+                             "accuracy_vs_eps": "accuracy_vs_eps.png",
+                             "confusion": "confusion.png"}
   for name in report["plots"].values():
     with open(os.path.join(directory, name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   written = report_lib.read(os.path.join(directory, "report.json"))
+  testing.assert_valid(written, "report")
+  # Resumed attacks keep their per-example outcomes: the worst case covers every attack.
+  assert written["worst_case"]["linf@0.1"]["attacks"] == ["fgsm@0.1", "pgd2@0.1", "pgd6@0.1"]
   assert written["attacks"]["pgd6@0.1"]["params"]["steps"] == 6
   markdown = open(os.path.join(directory, "report.md")).read()
   assert "Threat model: white box" in markdown and "## Sanity checks" in markdown
   assert "![accuracy_vs_steps](accuracy_vs_steps.png)" in markdown
+  for section in ("## Worst case over attacks", "## Per class", "## Confusion"):
+    assert section in markdown
 
   # Another checkpoint: nothing is reused.
   computed.clear()

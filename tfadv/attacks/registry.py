@@ -119,6 +119,10 @@ def spec(name):
 
 _FIXED = ("model_fn", "x", "y", "eps", "norm", "seed")
 
+# Options every attack takes that the evaluation reads instead of the attack function
+# (`num_examples`: the attack runs on the first that many test examples).
+EVAL_OPTIONS = ("num_examples",)
+
 
 def parameters(name):
   """The options (keyword arguments besides model_fn, x, y, eps, norm, seed) of an attack."""
@@ -152,13 +156,14 @@ def _validate_attack(config):
       _check(getattr(config, field) == getattr(default, field), field,
              f"the default for {config.name} (pass its options in params)",
              getattr(config, field))
-    accepted = parameters(config.name)
+    accepted = parameters(config.name) + EVAL_OPTIONS
     for key, _ in config.params:
       _check(key in accepted, "attack option",
              f"one of [{', '.join(accepted)}] for {config.name}", key)
   else:
-    _check(not config.params, "params", f"none for {config.name} (use the fields)",
-           config.params)
+    extra = tuple(p for p in config.params if p[0] not in EVAL_OPTIONS)
+    _check(not extra, "params", f"none for {config.name} (use the fields; "
+           f"{', '.join(EVAL_OPTIONS)} only)", extra)
   config.validate()
 
 
@@ -214,7 +219,8 @@ def from_config(config, seed=None):
         seed=seed)
   fn = get(config.name)
   accepted = inspect.signature(fn).parameters
-  kwargs = {"eps": config.eps, "norm": config.norm.value, **dict(config.params)}
+  kwargs = {"eps": config.eps, "norm": config.norm.value,
+            **{k: v for k, v in config.params if k not in EVAL_OPTIONS}}
   if "seed" in accepted and seed is not None:
     kwargs["seed"] = seed
   return lambda model_fn, x, y: fn(model_fn, x, y, **kwargs)

@@ -46,6 +46,8 @@ class Recipe:
     static_sources: the attack alternates between the trained model and static models.
     randomized: the model's output is random at inference.
     single_step: the training attack is single-step (watch for catastrophic overfitting).
+    attack_training_mode: the training attack runs the model with `training=True`
+      (BatchNorm on batch statistics), as the fast-AT references do.
   """
   name: str
   attack: Optional[config_lib.AttackConfig]
@@ -57,6 +59,7 @@ class Recipe:
   static_sources: bool = False
   randomized: bool = False
   single_step: bool = False
+  attack_training_mode: bool = False
 
   @property
   def needs_adv(self):
@@ -149,7 +152,7 @@ def build(config):
       forward=forwards.make_forward(passes, joint=defense.joint, kappa=kappa),
       wrapper=defense.wrapper, wrapper_options=wrapper_options,
       static_sources=defense.static_sources, randomized=defense.randomized,
-      single_step=defense.single_step)
+      single_step=defense.single_step, attack_training_mode=defense.attack_training_mode)
 
 
 def settings(config):
@@ -160,6 +163,8 @@ def settings(config):
   """
   recipe = build(config)
   out = {"attack": recipe.attack.name if recipe.attack else None}
+  if recipe.attack_training_mode:
+    out["attack_training_mode"] = True
   for term in recipe.terms:
     out[term.name] = term.weight
     out.update({f"{term.name}.{k}": v for k, v in term.options.items()})

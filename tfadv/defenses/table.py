@@ -30,6 +30,11 @@ class Defense:
       over transformation (AutoAttack's `rand` version).
     single_step: the training attack takes one gradient step (fast AT): validation also
       watches for catastrophic overfitting (`tfadv.training.overfitting`).
+    attack_training_mode: the training attack runs the model in training mode (BatchNorm
+      on the batch's statistics, its moving averages updated by the attack's forward pass
+      too), as the fast-AT references attack a model in `model.train()`
+      (locuslab/fast_adversarial's FGSM-RS, and N-FGSM built on it). False: the attack sees
+      the model in inference mode (the other defenses).
     source: the paper.
   """
   name: str
@@ -40,6 +45,7 @@ class Defense:
   static_sources: bool = False
   randomized: bool = False
   single_step: bool = False
+  attack_training_mode: bool = False
   source: str = ""
 
 
@@ -79,8 +85,10 @@ DEFENSES = {d.name: d for d in (
     Defense("ensemble_at", _MIXED, attack="stepll", static_sources=True, single_step=True,
             source="Tramer et al. 2018 (ensemble adversarial training)"),
     Defense("fgsm_rs", (("adv_ce", 1.0),), attack="fgsm_rs", single_step=True,
+            attack_training_mode=True,
             source="Wong et al. 2020 (fast AT: FGSM with random start, step 1.25 eps)"),
     Defense("n_fgsm", (("adv_ce", 1.0),), attack="n_fgsm", single_step=True,
+            attack_training_mode=True,
             source="de Jorge et al. 2022 (N-FGSM: noise 2 eps, step eps, no clipping)"),
 )}
 

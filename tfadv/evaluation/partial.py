@@ -1,6 +1,8 @@
 """Partial results of a long evaluation, so an interrupted run resumes where it stopped.
 
-`report.partial.json` holds, per finished attack, the number of robust examples. It is
+`report.partial.json` holds, per finished attack, the number of robust examples and the
+predicted class of each example (the report's per-class and worst-case sections need them;
+the clean entry also keeps the labels). It is
 keyed by a fingerprint of everything the counts depend on (checkpoint, dataset, number of
 examples, threat model and source model); a file with another fingerprint is ignored and
 overwritten. Each update is written atomically (temporary file + rename).
@@ -9,6 +11,7 @@ overwritten. Each update is written atomically (temporary file + rename).
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tfadv import io_utils
@@ -52,8 +55,22 @@ class PartialResults:
     entry = self.entries[label]
     return int(entry["correct"]), int(entry["examples"])
 
-  def put(self, label, correct, examples, params):
-    self.entries[label] = {"correct": int(correct), "examples": int(examples),
-                           "params": params}
+  def predictions(self, label):
+    """Per-example predicted classes of a finished label (int32 [n]), or None if not kept."""
+    stored = self.entries.get(label, {}).get("predictions")
+    return None if stored is None else np.asarray(stored, np.int32)
+
+  def labels(self, label="clean"):
+    """The true labels recorded with `label` (the clean entry keeps them), or None."""
+    stored = self.entries.get(label, {}).get("labels")
+    return None if stored is None else np.asarray(stored, np.int32)
+
+  def put(self, label, correct, examples, params, predictions=None, labels=None):
+    entry = {"correct": int(correct), "examples": int(examples), "params": params}
+    if predictions is not None:
+      entry["predictions"] = [int(p) for p in predictions]
+    if labels is not None:
+      entry["labels"] = [int(v) for v in labels]
+    self.entries[label] = entry
     io_utils.atomic_write_json(self.path, {"fingerprint": self.fingerprint,
                                            "entries": self.entries}, sort_keys=False)

@@ -1,4 +1,4 @@
-"""PNG plots of a report: accuracy vs PGD iterations and accuracy vs eps.
+"""PNG plots of a report: accuracy vs PGD iterations, accuracy vs eps, confusion matrices.
 
 Matplotlib runs with the Agg backend (no display needed). Each function returns the file
 name it wrote, or None when the report has too few points for the plot (fewer than two).
@@ -14,6 +14,7 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
 STEPS_PLOT = "accuracy_vs_steps.png"
 EPS_PLOT = "accuracy_vs_eps.png"
+CONFUSION_PLOT = "confusion.png"
 
 
 def _series(report, field, group_drop):
@@ -70,11 +71,44 @@ def accuracy_vs_eps(report, directory):
                os.path.join(directory, EPS_PLOT), report["clean_accuracy"])
 
 
+def confusion(report, directory):
+  """Clean and adversarial confusion matrices side by side (the report's `confusion`)."""
+  entry = report.get("confusion")
+  if not entry:
+    return None
+  names = entry["classes"]
+  size = max(6, 0.45 * len(names) + 3)
+  fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
+  for ax, key, title in ((axes[0], "clean", "clean"),
+                         (axes[1], "adversarial", f"under {entry['attack']}")):
+    matrix = entry[key]
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_title(f"{title} ({entry['num_examples']} examples)")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    if len(names) <= 20:
+      peak = max(max(row) for row in matrix) or 1
+      for t, row in enumerate(matrix):
+        for p, count in enumerate(row):
+          if count:
+            ax.text(p, t, str(count), ha="center", va="center", fontsize=6,
+                    color="white" if count > peak / 2 else "black")
+  fig.suptitle(f"{report['model']} / {report['defense']}")
+  fig.tight_layout()
+  path = os.path.join(directory, CONFUSION_PLOT)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return os.path.basename(path)
+
+
 def write_all(report, directory):
   """Writes every plot the report supports; returns {plot kind: file name}."""
   plots = {}
   for kind, fn in (("accuracy_vs_steps", accuracy_vs_steps),
-                   ("accuracy_vs_eps", accuracy_vs_eps)):
+                   ("accuracy_vs_eps", accuracy_vs_eps),
+                   ("confusion", confusion)):
     name = fn(report, directory)
     if name:
       plots[kind] = name

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Dict, Optional, Sequence
 import zlib
 
+import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import a3
@@ -47,24 +48,44 @@ def attack_params(config):
   if config.name == "pgd":
     params.update(steps=config.steps, step_size=config.resolved_step_size,
                   random_start=config.random_start, restarts=config.restarts)
-  params.update(config.params)
+  params.update(config.params)  # With `num_examples` when the attack has a limit.
   return params
 
 
 @dataclasses.dataclass
 class Result:
-  """Counts of one evaluation: robust examples per attack out of `num_examples`."""
+  """Counts of one evaluation: robust examples per attack out of `num_examples`.
+
+  Besides the counts, the per-example outcomes (in the dataset's order) that the report's
+  per-class accuracies, confusion matrices and worst case over attacks are computed from:
+  `labels` [N], `clean_predictions` [N] and, per attack, `attack_predictions[name]` [n]
+  (n = `examples(name)`: an attack with an example limit covers the first n examples).
+  They are None / missing only for results built by hand.
+  """
   num_examples: int
   clean_correct: int
   attack_correct: Dict[str, int]
   attack_params: Dict[str, dict]
+  labels: Optional[np.ndarray] = None
+  clean_predictions: Optional[np.ndarray] = None
+  attack_predictions: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  attack_examples: Dict[str, int] = dataclasses.field(default_factory=dict)
 
   @property
   def clean_accuracy(self):
     return self.clean_correct / max(self.num_examples, 1)
 
+  def examples(self, name):
+    """How many examples attack `name` ran on (`num_examples` unless it had a limit)."""
+    return self.attack_examples.get(name, self.num_examples)
+
   def accuracy(self, name):
-    return self.attack_correct[name] / max(self.num_examples, 1)
+    return self.attack_correct[name] / max(self.examples(name), 1)
+
+  def correct(self, name):
+    """Boolean [n]: per example, does the model still predict the label under `name`."""
+    return np.asarray(self.attack_predictions[name]) == np.asarray(
+        self.labels)[:len(self.attack_predictions[name])]
 
 
 def attack_labels(attacks):
@@ -81,21 +102,28 @@ def attack_labels(attacks):
   return labels
 
 
-def _counter(count_fn, strategy):
-  """A tf.function `(x, y) -> (correct, examples)` over one (distributed) batch."""
+def _counter(predict_fn, strategy):
+  """A tf.function `(x, y) -> (correct, examples, predictions, labels)` over one batch.
+
+  `predict_fn(x, y) -> int32 [B]` predicted classes; under a strategy the per-replica
+  predictions and labels are gathered in replica order (the same split for every attack,
+  so per-example outcomes line up across attacks).
+  """
 
   def replica(x, y):
     y = tf.cast(y, tf.int32)
-    return count_fn(x, y), tf.shape(y)[0]
+    pred = predict_fn(x, y)
+    return tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.int32)), tf.shape(y)[0], pred, y
 
   if strategy is None:
     return tf.function(replica)
 
   @tf.function
   def distributed(x, y):
-    correct, seen = strategy.run(replica, args=(x, y))
+    correct, seen, pred, labels = strategy.run(replica, args=(x, y))
     return (strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.SUM, seen, axis=None))
+            strategy.reduce(tf.distribute.ReduceOp.SUM, seen, axis=None),
+            strategy.gather(pred, axis=0), strategy.gather(labels, axis=0))
 
   return distributed
 
@@ -122,8 +150,11 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
       split across its replicas, every replica attacks and counts its share, and the
       counts are summed. None (or one replica) runs on the default device.
 
+  An attack with `num_examples` (an `AttackConfig` option) runs on the first that many
+  examples only; its accuracy is over those.
+
   Returns:
-    A `Result`.
+    A `Result`, with the per-example predictions of the clean pass and of every attack.
   """
   labels = attack_labels(attacks)
   bound = {label: registry.from_config(a) for label, a in zip(labels, attacks)}
@@ -142,46 +173,68 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
 
   if num_examples is not None:
     dataset = dataset.take(num_examples)
-  batches = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-  if strategy is not None and strategy.num_replicas_in_sync > 1:
-    batches = strategy.experimental_distribute_dataset(batches)
-  else:
+  if strategy is None or strategy.num_replicas_in_sync <= 1:
     strategy = None
 
-  def run(label, count_fn):
-    if cache is not None and cache.has(label, params.get(label, {})):
-      return cache.get(label)
+  def batched(limit=None):
+    data = dataset if limit is None else dataset.take(limit)
+    data = data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return data if strategy is None else strategy.experimental_distribute_dataset(data)
+
+  batches = batched()
+  limits = {label: a.num_examples for label, a in zip(labels, attacks)
+            if a.num_examples is not None}
+
+  def run(label, predict_fn):
+    # A cached count is reused with its per-example predictions (older files have none:
+    # those attacks run again, so the report's per-example sections stay complete).
+    if (cache is not None and cache.has(label, params.get(label, {}))
+        and cache.predictions(label) is not None):
+      return (*cache.get(label), cache.predictions(label))
     # Random starts draw from TF's global RNG: reseed per attack, so an attack's figure
     # does not depend on which attacks ran before it (a resumed evaluation skips some).
     tf.random.set_seed(zlib.crc32(label.encode()))
-    counter = _counter(count_fn, strategy)
-    total, seen = 0, 0
-    for x, y in batches:
-      correct, examples = counter(x, y)
+    counter = _counter(predict_fn, strategy)
+    total, seen, predictions = 0, 0, []
+    for x, y in (batched(limits[label]) if label in limits else batches):
+      correct, examples, pred, y_seen = counter(x, y)
       total += int(correct)
       seen += int(examples)
+      predictions.append(pred.numpy())
+      if label == "clean":
+        true_labels.append(y_seen.numpy())
       if progress is not None:
         progress(label, seen)
     if seen == 0:
       raise ValueError("Invalid dataset: the evaluation split yielded no examples")
+    predictions = np.concatenate(predictions).astype(np.int32)
     if cache is not None:
-      cache.put(label, total, seen, params.get(label, {}))
-    return total, seen
+      cache.put(label, total, seen, params.get(label, {}), predictions=predictions,
+                labels=np.concatenate(true_labels) if label == "clean" else None)
+    return total, seen, predictions
 
-  clean, seen = run("clean", lambda x, y: _count_correct(model_fn(x), y))
-  correct = {}
+  true_labels = []
+  clean, seen, clean_pred = run("clean", lambda x, y: _predict(model_fn(x)))
+  labels_seen = np.concatenate(true_labels) if true_labels else cache.labels("clean")
+  correct, predictions, examples = {}, {}, {}
   for label, fn in bound.items():
 
-    def adv_count(x, y, fn=fn):
-      return _count_correct(model_fn(fn(source_fn, x, y)), y)
+    def adv_predict(x, y, fn=fn):
+      return _predict(model_fn(fn(source_fn, x, y)))
 
-    correct[label], attack_seen = run(label, adv_count)
-    if attack_seen != seen:
+    correct[label], attack_seen, pred = run(label, adv_predict)
+    expected = min(seen, limits.get(label, seen))
+    if attack_seen != expected:
       raise ValueError(f"Invalid cache: {label!r} was recorded on {attack_seen} examples, "
-                       f"the evaluation has {seen}")
-  return Result(seen, clean, correct, params)
+                       f"the evaluation has {expected}")
+    if pred is not None:
+      predictions[label] = pred
+    if attack_seen != seen:
+      examples[label] = attack_seen
+  return Result(seen, clean, correct, params, labels=labels_seen,
+                clean_predictions=clean_pred, attack_predictions=predictions,
+                attack_examples=examples)
 
 
-def _count_correct(logits, y):
-  pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
-  return tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.int32))
+def _predict(logits):
+  return tf.argmax(logits, axis=-1, output_type=tf.int32)

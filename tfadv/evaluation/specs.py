@@ -92,7 +92,8 @@ def parse_attacks(text, eps_values):
     text: e.g. `fgsm,pgd:steps=20,pgd:steps=100:restarts=2:norm=l2,cw_linf:steps=100`;
       `pgd:steps=10|20|50` expands to one attack per value. Repeated attacks count once.
       Keys of fgsm/pgd: steps, step_size, restarts, random_start, norm, eps (overrides
-      `eps_values`); other attacks take `eps`, `norm` and the keyword arguments of their
+      `eps_values`); every attack takes `num_examples` (run on the first that many test
+      examples, e.g. `autoattack:num_examples=1000`); other attacks take `eps`, `norm` and the keyword arguments of their
       function (`registry.parameters(name)`), e.g. `rays:queries=10000`, `mim:decay=0.9`.
     eps_values: sequence of epsilons each attack is run at.
 
@@ -115,8 +116,11 @@ def parse_attacks(text, eps_values):
                          f"received {pair!r}")
       key, raw = (s.strip() for s in pair.split("=", 1))
       key = _ALIASES.get(key, key)
+      if key in registry.EVAL_OPTIONS:  # e.g. autoattack:num_examples=1000
+        options[key] = _convert_option(raw)
+        continue
       if name not in registry.FIELD_ATTACKS and key not in ("eps", "norm"):
-        accepted = registry.parameters(name)
+        accepted = registry.parameters(name) + registry.EVAL_OPTIONS
         if key not in accepted:
           raise ValueError(f"Invalid attacks: unknown key {key!r} in {spec!r}; valid keys: "
                            f"{', '.join(('eps', 'norm') + accepted)}")

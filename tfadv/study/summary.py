@@ -17,6 +17,9 @@ import os
 from tfadv import io_utils
 from tfadv.study import figures
 
+# The version of study.json's layout (docs/study.schema.json); 1 had no `schema_version`.
+SCHEMA_VERSION = 2
+
 
 def _se(accuracy, n):
   return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
@@ -42,7 +45,8 @@ def results(study, cells, records):
           entry["clean"] = _figure(report["clean_accuracy"], n)
         attacks = {}
         for label, value in report["attacks"].items():
-          attacks[label] = dict(_figure(value["accuracy"], n),
+          # An attack with an example limit (AutoAttack on 1,000) has its own n.
+          attacks[label] = dict(_figure(value["accuracy"], value.get("num_examples", n)),
                                 eps=value["params"].get("eps"),
                                 attack=value["params"].get("attack"))
         entry["attacks"][cell.role] = attacks
@@ -195,6 +199,7 @@ def write(study, cells, records, directory, draw=True):
   costs = cost(study, cells, records)
   plots = figures.write_all(study, cells, records, table, costs, directory) if draw else {}
   document = {
+      "schema_version": SCHEMA_VERSION,
       "study": study.as_dict(),
       "cells": {c.id: {"hash": c.hash, "config": c.config} for c in cells},
       "results": table,

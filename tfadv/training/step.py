@@ -22,7 +22,8 @@ def make_attack_fn(model, recipe, static_models=(), jit=False):
   """`attack_fn(x, y, attack_seed, step) -> x_adv` of a recipe's training attack.
 
   Args:
-    model: the trained Keras model (logits), attacked with `training=False`.
+    model: the trained Keras model (logits), attacked with `training=False` (True when
+      `recipe.attack_training_mode`: the fast-AT references attack in `model.train()`).
     recipe: a `tfadv.defenses.recipes.Recipe` (its `attack` config).
     static_models: pre-trained models the attack runs on in turn with the trained model
       (step s uses source s mod (1 + len)): ensemble adversarial training.
@@ -36,7 +37,9 @@ def make_attack_fn(model, recipe, static_models=(), jit=False):
     return None
 
   def model_fn(x):
-    return model(x, training=False)
+    # Inference mode, except for defenses whose references attack in training mode (fast
+    # AT: BatchNorm on the batch's statistics), a flag of the defense record.
+    return model(x, training=recipe.attack_training_mode)
 
   sources = [model_fn] + [functools.partial(m, training=False) for m in static_models]
 
