@@ -74,6 +74,9 @@ flags.DEFINE_integer("rounds", 30, "Timed rounds (one step of every system per r
 flags.DEFINE_integer("warmup", 3, "Untimed rounds (tracing).")
 flags.DEFINE_list("defenses", ["pat", "alp", "at_alp"],
                   "tfadv defenses to time; `defense@term:weight[;term:weight]` overrides terms.")
+flags.DEFINE_list("fit_defenses", ["pat", "at_alp"],
+                  "Defenses also timed through tfadv.keras.AdversarialModel's fit() step "
+                  "(Keras' own train_function, one step per call), beside the trainer's.")
 flags.DEFINE_list("peers", None, f"Peers among {', '.join(PEERS)} (default: all of them for "
                   "anchor_cnn, cleverhans for resnet18).")
 flags.DEFINE_integer("profile_steps", 0, "Profile this many steps of the floor pieces and of "
@@ -288,6 +291,30 @@ def tfadv_system(spec, model_name, train_images, batch):
     return (lambda x, y: step(iterator)["loss"].numpy()), False
 
   system = System(f"tfadv_{spec}")
+  built = _guarded(system.name, "", build)
+  system.step, system.error = built.step, built.error
+  return system
+
+
+def fit_system(spec, model_name, train_images, batch):
+  """The same defense through Keras: `AdversarialModel.fit`'s train_function, one step."""
+  def build():
+    import keras  # pylint: disable=g-import-not-at-top
+    from tfadv import keras as tfadv_keras  # pylint: disable=g-import-not-at-top
+    name, terms = parse_defense(spec)
+    model, tapped, _ = build_model(model_name)
+    tap_names, gradcam = taps_lib.layer_names(tapped)  # the trainer row's layers
+    attack = config_lib.AttackConfig(name="pgd", eps=EPS, step_size=STEP, steps=ITERS)
+    adv = tfadv_keras.AdversarialModel(model, defense_config=config_lib.DefenseConfig(
+        name=name, attack=attack, terms=terms), taps=tap_names, gradcam_layer=gradcam)
+    adv.compile(optimizer=keras.optimizers.Adam(LR))
+    adv.make_train_function()
+    train_function = adv.train_function
+    iterator = iter(trainer.input_pipeline(train_images, batch, 10_000, seed=0))
+    system.note = f"tfadv.keras.AdversarialModel fit() step ({name})"
+    return (lambda x, y: float(train_function(iterator)["loss"])), False
+
+  system = System(f"fit_{spec}")
   built = _guarded(system.name, "", build)
   system.step, system.error = built.step, built.error
   return system
@@ -516,6 +543,7 @@ def main(argv):
     if f"art_{kind}" in peers:
       systems.append(art_system(kind, make_model, input_shape, batch))
   systems += [tfadv_system(spec, FLAGS.model, train_images, batch) for spec in FLAGS.defenses]
+  systems += [fit_system(spec, FLAGS.model, train_images, batch) for spec in FLAGS.fit_defenses]
   run_round_robin(systems, batches, FLAGS.warmup, FLAGS.rounds)
   if "nsl" in peers:
     if FLAGS.model == "anchor_cnn":
