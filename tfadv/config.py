@@ -130,6 +130,10 @@ class ModelConfig:
     input_range: the range the user model expects: `auto` (0..255 when it starts with a
       `Rescaling(1/255)`, else [0, 1]), `0,1`, `0,255` or `-1,1`.
     safe_mode: load user files in Keras' safe mode (no Lambda layers / arbitrary code).
+    bn_momentum: set the momentum of every BatchNormalization layer of a user model (e.g.
+      0.9, PyTorch's 0.1, the robust recipes' value); None keeps the model's own.
+      keras.applications use 0.999, whose moving statistics lag for thousands of steps:
+      the training attack and evaluation run in inference mode on them.
   """
   name: str = "small_cnn"
   weights: Optional[str] = None
@@ -140,6 +144,7 @@ class ModelConfig:
   gradcam_layer: Optional[str] = None
   input_range: str = "auto"
   safe_mode: bool = True
+  bn_momentum: Optional[float] = None
 
   def __post_init__(self):
     object.__setattr__(self, "taps", tuple(self.taps or ()))
@@ -147,6 +152,8 @@ class ModelConfig:
   def validate(self):
     _check(self.input_range in ("auto", "0,1", "0,255", "-1,1"), "input_range",
            "one of [auto, 0,1, 0,255, -1,1]", self.input_range)
+    _check(self.bn_momentum is None or 0.0 < self.bn_momentum < 1.0, "bn_momentum",
+           "None or a momentum in (0, 1)", self.bn_momentum)
     if self.path is not None:
       _check(self.weights is None, "weights", "None for a model file (its weights are in "
              "the file)", self.weights)
@@ -155,6 +162,8 @@ class ModelConfig:
            "no --taps/--gradcam_layer for a zoo model (its layers are known)", self.taps)
     _check(self.input_range == "auto", "input_range", "auto for a zoo model (it takes [0, 1])",
            self.input_range)
+    _check(self.bn_momentum is None, "bn_momentum", "None for a zoo model (its BatchNorm "
+           "momentum is the recipe's)", self.bn_momentum)
     _check(self.weights in (None, "imagenet"), "weights", "None or 'imagenet'", self.weights)
     _check(self.width >= 1, "width", "a positive integer", self.width)
     _check(self.activation in ("relu", "silu", "gelu"), "activation",

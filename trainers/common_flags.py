@@ -65,6 +65,9 @@ def define_model_flags(default="small_cnn", zoo_options=True):
                     "Your model: the pixel range it expects (auto: 0,255 when it starts with "
                     "a Rescaling(1/255) layer, else 0,1). Attacks keep eps in [0, 1] units of "
                     "the data either way.")
+  flags.DEFINE_float("bn_momentum", None, "Your model: set the momentum of its "
+                     "BatchNormalization layers (e.g. 0.9; keras.applications use 0.999, "
+                     "whose moving statistics lag for thousands of steps).")
   flags.DEFINE_bool("unsafe_load", False, "Your model: load it with Keras safe_mode=False "
                     "(allows Lambda layers, i.e. arbitrary code in the file: trusted files "
                     "only).")
@@ -190,7 +193,8 @@ def model_config_from_flags():
   """The ModelConfig of --model: a zoo name, or a user's file with its reading options."""
   value = FLAGS.model
   user = {"taps": tuple(FLAGS.taps or ()), "gradcam_layer": FLAGS.gradcam_layer,
-          "input_range": FLAGS.input_range, "safe_mode": not FLAGS.unsafe_load}
+          "input_range": FLAGS.input_range, "safe_mode": not FLAGS.unsafe_load,
+          "bn_momentum": FLAGS.bn_momentum}
   if value in zoo.MODEL_NAMES:
     return config_lib.ModelConfig(name=value, weights=getattr(FLAGS, "weights", None),
                                   width=getattr(FLAGS, "width", 32),

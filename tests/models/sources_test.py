@@ -62,6 +62,12 @@ def test_nested_backbone_is_flattened_softmax_removed_and_taps_found():
   assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4  # shallow -> deep
   assert any("repeated to 3 channels" in n for n in built.notes)
   assert any("pre-softmax logits recovered" in n for n in built.notes)
+  assert any("momentum 0.999 in" in n for n in built.notes)  # keras.applications' slow BN
+  norms = [l for l in flat.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert norms and all(l.momentum == 0.999 for l in norms)
+  tuned = sources.build(_config(bn_momentum=0.9), (32, 32, 1), 10, model=model).model
+  norms = [l for l in tuned.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert norms and all(l.momentum == 0.9 for l in norms)
   # The taps are intermediate tensors of the same pass: the tapped model returns them.
   out = taps_lib.tapped_model(flat, built.tap_names, built.gradcam_name)(x)
   np.testing.assert_allclose(out["logits"], logits, atol=1e-5)

@@ -59,8 +59,8 @@ class AdversarialModel(keras.Model):
     defense_config: a full `tfadv.config.DefenseConfig` instead of the arguments above.
     input_shape: the data's (H, W, C) when it differs from the model's input (grayscale
       data for a 3-channel model); default: the model's own input shape.
-    taps, gradcam_layer, input_range: as `tfadv.config.ModelConfig` (found automatically
-      by default).
+    taps, gradcam_layer, input_range, bn_momentum: as `tfadv.config.ModelConfig` (taps
+      found automatically by default).
     eval_steps: PGD steps of the adversarial accuracy reported by `evaluate` / validation
       (at the training eps and norm).
     seed: base of the attacks' stateless random starts.
@@ -68,7 +68,8 @@ class AdversarialModel(keras.Model):
 
   def __init__(self, model, defense="pat", eps=8 / 255, attack_steps=10, step_size=None,
                norm="linf", terms=None, defense_config=None, input_shape=None, taps=(),
-               gradcam_layer=None, input_range="auto", eval_steps=10, seed=0, **kwargs):
+               gradcam_layer=None, input_range="auto", bn_momentum=None, eval_steps=10, seed=0,
+               **kwargs):
     super().__init__(**kwargs)
     if not isinstance(model, keras.Model):
       raise ValueError(f"Invalid model: expected a keras.Model; received "
@@ -86,7 +87,7 @@ class AdversarialModel(keras.Model):
                            step_size=step_size, norm=str(norm), terms=dict(terms or {}),
                            input_shape=input_shape, taps=tuple(taps),
                            gradcam_layer=gradcam_layer, input_range=input_range,
-                           eval_steps=int(eval_steps), seed=int(seed))
+                           bn_momentum=bn_momentum, eval_steps=int(eval_steps), seed=int(seed))
     if input_shape is None:
       try:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -97,7 +98,7 @@ class AdversarialModel(keras.Model):
     num_classes = _num_classes(model, input_shape)
     model_config = config_lib.ModelConfig(name=model.name, taps=tuple(taps),
                                           gradcam_layer=gradcam_layer,
-                                          input_range=input_range)
+                                          input_range=input_range, bn_momentum=bn_momentum)
     built = defense_models.build_record(model_config, self.recipe, input_shape, num_classes,
                                         model=model)
     self.model = built.model

@@ -481,6 +481,7 @@ def adapt(loaded, config, input_shape, num_classes, source):
   if int(flat.outputs[0].shape[-1]) != int(num_classes):
     raise ValueError(f"Invalid model: {source!r} predicts {flat.outputs[0].shape[-1]} classes; "
                      f"the data has {num_classes}")
+  notes += _batch_norm(flat, config.bn_momentum)
   taps, gradcam = tuple(config.taps), config.gradcam_layer
   found_taps, found_gradcam = find_taps(flat)
   if taps:
@@ -492,6 +493,24 @@ def adapt(loaded, config, input_shape, num_classes, source):
   else:
     gradcam = taps[-1] if taps else found_gradcam
   return zoo.Built(flat, taps, gradcam, {}, tuple(notes))
+
+
+def _batch_norm(model, momentum):
+  """Sets BatchNormalization momentum (`bn_momentum`), or notes a slow one; returns notes."""
+  norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+  if not norms:
+    return []
+  if momentum is not None:
+    for layer in norms:
+      layer.momentum = float(momentum)
+    return [f"BatchNormalization momentum set to {momentum:g} in {len(norms)} layers"]
+  slow = [l for l in norms if l.momentum > 0.99]
+  if slow:
+    return [f"BatchNormalization momentum {slow[0].momentum:g} in {len(slow)} layers: their "
+            "moving statistics lag for thousands of steps, and the training attack and the "
+            "evaluation run in inference mode on them (set --bn_momentum=0.9 for short "
+            "runs)"]
+  return []
 
 
 def _usable_as_is(model, front, input_shape):
