@@ -105,6 +105,17 @@ def build(meta, report=None):
     metrics.append({"type": "accuracy", "value": f"{row['accuracy']:.4f}",
                     "slice": f"{row['attack']} ({row['norm']}, eps={row['eps']})"})
   pgd, autoattack = _pick(rows, "pgd"), _pick(rows, "autoattack", "apgd")
+  # A user's model: the layers tfadv read and what it adapted (tfadv.models.sources).
+  layers = ({k: model[k] for k in ("taps", "gradcam_layer", "notes") if k in model}
+            if "source" in model else (report or {}).get("model_layers"))
+  if defense.get("name") in (None, "unknown"):
+    overview = (f"{model.get('name')} classifier of {dataset.get('name')} images, trained "
+                f"outside tfadv ({model.get('source', 'source unknown')}); its defense is "
+                "unknown, its robustness is what the report below measured.")
+  else:
+    overview = (f"{model.get('name')} classifier of {dataset.get('name')} images "
+                f"hardened with the {defense.get('name')} defense "
+                f"(adversarial training at eps={attack.get('eps')}).")
   threat = (report or {}).get("threat_model", "white")
   limitations = [
       f"Robust only to {attack.get('norm', 'linf')} perturbations up to eps="
@@ -124,9 +135,7 @@ def build(meta, report=None):
       "schema_version": SCHEMA_VERSION,
       "model_details": {
           "name": meta.get("model_name"),
-          "overview": (f"{model.get('name')} classifier of {dataset.get('name')} images "
-                       f"hardened with the {defense.get('name')} defense "
-                       f"(adversarial training at eps={attack.get('eps')})."),
+          "overview": overview,
           "version": {"name": str(meta.get("version")), "date": meta.get("exported_at")},
           "references": [{"reference": "https://arxiv.org/abs/1803.06373"}],
       },
@@ -136,6 +145,7 @@ def build(meta, report=None):
           "input_format": (f"images float32 [N, {', '.join(map(str, meta.get('input_shape', [])))}]"
                            " in [0, 1] (or PNG/JPEG bytes, predict_images)"),
           "output_format": "logits, probabilities, class_ids, classes (class names)",
+          "layers": layers,
           "data": [{"name": dataset.get("name"), "classes": meta.get("class_names", []),
                     "image_shape": dataset.get("image_shape")}],
       },
@@ -159,7 +169,7 @@ def build(meta, report=None):
                               or {k: v for k, v in defense.items() if k != "name"}),
           "training_attack": attack,
           "threat_model": threat,
-          "eps": attack.get("eps"),
+          "eps": attack.get("eps", (report or {}).get("eps")),
           "norm": attack.get("norm", "linf"),
           "clean_accuracy": clean,
           "pgd": pgd,
@@ -183,6 +193,7 @@ def markdown(card):
            f"- Architecture: {params['model_architecture']}",
            f"- Input: {params['input_format']}",
            f"- Output: {params['output_format']}",
+           *_layer_lines(params.get("layers")),
            f"- Training data: {params['data'][0]['name']}, classes: "
            f"{', '.join(map(str, params['data'][0]['classes']))}", "",
            "## Robustness", "",
@@ -206,3 +217,12 @@ def markdown(card):
 
 def to_json(card):
   return json.dumps(card, indent=2, sort_keys=False) + "\n"
+
+
+def _layer_lines(layers):
+  """Markdown lines naming the taps / Grad-CAM layer read and the adaptations of a model."""
+  if not layers:
+    return []
+  lines = [f"- Layers read: taps {', '.join(layers.get('taps') or []) or 'none'}; Grad-CAM "
+           f"{layers.get('gradcam_layer') or 'the input image (no feature maps)'}"]
+  return lines + [f"- Adapted: {note}" for note in layers.get("notes") or []]
