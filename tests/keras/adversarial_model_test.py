@@ -259,7 +259,9 @@ def test_cli_hardens_and_exports_a_backbone_file(tmp_path):
   with open(os.path.join(tmp_path, "export", "mnv2", "1", "assets.extra",
                          "model_card.md")) as f:
     card = f.read()
-  assert "block_13_expand_relu" in card or "mnv2" in card
+  # The card names the layers AT and Grad-CAM read and what was adapted.
+  assert "Layers read: taps block_1_expand_relu" in card
+  assert "pre-softmax logits recovered" in card
   eff = str(tmp_path / "eff.keras")
   _backbone_model("efficientnet_b0").save(eff)
   _cli("trainers.train", f"--model={eff}", "--defense=aad", "--image_size=32,32",
