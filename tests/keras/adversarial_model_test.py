@@ -267,3 +267,18 @@ def test_cli_hardens_and_exports_a_backbone_file(tmp_path):
   _cli("trainers.train", f"--model={eff}", "--defense=aad", "--image_size=32,32",
        "--train_steps=1", "--batch_size=4", "--attack_steps=1", "--num_examples=8",
        "--attacks=fgsm", f"--model_dir={tmp_path / 'run_eff'}", "--progress=false")
+
+
+def test_fit_under_mixed_bfloat16():
+  x, y, _, _ = _data(64)
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    model = _small_functional()
+    adv = tfadv_keras.AdversarialModel(model, defense="at_alp", eps=0.1, attack_steps=2)
+    adv.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = adv.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+  assert model.get_layer("c1").compute_dtype == "bfloat16"
+  assert np.isfinite(history.history["loss"][0])

@@ -291,15 +291,25 @@ def test_default_model_name():
   assert export_lib.default_model_name("imagenet2012/subset", "aad") == "imagenet2012_subset_aad"
 
 
-def test_export_needs_taps_for_models_outside_the_zoo(tmp_path):
+def test_export_finds_taps_of_models_outside_the_zoo(tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
   inputs = keras.Input((8, 8, 1))
   features = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-  logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
+  pooled = keras.layers.MaxPooling2D(name="pool")(features)
+  logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(pooled))
   model = keras.Model(inputs, logits)
-  with pytest.raises(ValueError, match="not a tfadv zoo model"):
-    export_lib.export(model, str(tmp_path), "plain", warmup=False)
+  # Found by shape (tfadv.models.sources.find_taps): the last layer at 8x8, then at 4x4.
+  path = export_lib.export(model, str(tmp_path), "plain", warmup=False)
+  out = tf.saved_model.load(path).signatures["explain"](images=tf.ones((2, 8, 8, 1)))
+  assert out["attention_0"].shape == (2, 8, 8) and out["attention_1"].shape == (2, 4, 4)
+  assert "attention_2" not in out
+  # Named taps override.
   path = export_lib.export(model, str(tmp_path), "plain", tap_names=["conv"],
                            gradcam_name="conv", warmup=False)
   out = tf.saved_model.load(path).signatures["explain"](images=tf.ones((2, 8, 8, 1)))
   assert out["attention_0"].shape == (2, 8, 8) and "attention_1" not in out
+  # No 4-D feature map: Grad-CAM on the input image itself, no attention maps.
+  flat = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+  path = export_lib.export(flat, str(tmp_path), "flat", warmup=False)
+  out = tf.saved_model.load(path).signatures["explain"](images=tf.ones((2, 8, 8, 1)))
+  assert out["gradcam"].shape == (2, 8, 8) and "attention_0" not in out

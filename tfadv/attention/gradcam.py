@@ -24,7 +24,9 @@ def gradcam(tapped_model, x, classes=None, training=False):
     (cam, outputs): cam [B, h, w] non-negative (not normalised: see `normalize_cam`), and
     the model's output dict (so callers reuse the forward pass).
   """
+  x = tf.convert_to_tensor(x)
   with tf.GradientTape() as tape:
+    tape.watch(x)  # The Grad-CAM "layer" of a model without feature maps is its input.
     outputs = tapped_model(x, training=training)
     features = outputs["gradcam"]
     logits = outputs["logits"]

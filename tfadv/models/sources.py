@@ -478,6 +478,11 @@ def adapt(loaded, config, input_shape, num_classes, source):
       logits, flat_notes = flatten(model, inputs, front)
       notes += flat_notes
       flat = keras.Model(inputs, logits, name=_name(config, model))
+  if flat.outputs[0].dtype != "float32":
+    # Mixed precision: logits, losses and attack perturbations stay float32 (as the zoo's).
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(
+        flat.outputs[0])
+    flat = keras.Model(flat.inputs, logits, name=flat.name)
   if int(flat.outputs[0].shape[-1]) != int(num_classes):
     raise ValueError(f"Invalid model: {source!r} predicts {flat.outputs[0].shape[-1]} classes; "
                      f"the data has {num_classes}")

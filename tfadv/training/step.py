@@ -98,7 +98,8 @@ def replica_step(model, tapped, recipe, optimizer, attack_fn, x, y, step, *, see
   with tf.GradientTape() as tape:
     # The passes the recipe's terms read (clean/adv, Grad-CAM, masked, input gradients).
     record = recipe.forward(tapped, x, x_adv, y)
-    terms = {t.name: t.fn(record) for t in recipe.terms}
+    # float32 whatever the compute dtype (mixed precision: a user's bfloat16 taps / maps).
+    terms = {t.name: tf.cast(t.fn(record), tf.float32) for t in recipe.terms}
     per_example = tf.add_n([t.weight * terms[t.name] for t in recipe.terms])
     loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
     if model.losses:
