@@ -53,7 +53,11 @@ def test_recipe_parses_names_its_source_and_trains(tmp_path, path):
   common_flags.model_config_from_flags()
   defense = common_flags.defense_config_from_flags()
   train = common_flags.train_config_from_flags()
-  common_flags.eval_config_from_flags()
+  evaluation = common_flags.eval_config_from_flags(training_attack=defense.attack)
+  # Evaluated at the training threat unless the recipe says otherwise.
+  if "--eval_eps" not in open(path).read():
+    assert {(a.eps, a.norm) for a in evaluation.attacks} == {(defense.attack.eps,
+                                                               defense.attack.norm)}
   assert defense.name == _file_flags(path)["defense"]
   if "--validate_every" in open(path).read():
     assert train.validate_every > 0
@@ -69,7 +73,8 @@ def test_recipe_parses_names_its_source_and_trains(tmp_path, path):
   result, report = workflow.train_and_evaluate(
       common_flags.data_config_from_flags(), common_flags.model_config_from_flags(),
       common_flags.defense_config_from_flags(), common_flags.train_config_from_flags(),
-      common_flags.eval_config_from_flags())
+      common_flags.eval_config_from_flags(
+          training_attack=common_flags.defense_config_from_flags().attack))
   assert result.steps == 2
   assert report["defense"] == defense.name
   assert report["weights"] == ("ema" if train.ema_decay else "raw")

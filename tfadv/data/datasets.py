@@ -217,7 +217,7 @@ def _load_digits(config):
   digits = sk_datasets.load_digits()
   images = (digits.images / 16.0).astype(np.float32)[..., None]  # Pixels are 0..16.
   labels = digits.target.astype(np.int32)
-  train, test = folder_lib.split_per_class(labels, config.validation_fraction, config.seed)
+  train, test = folder_lib.split_per_class(labels, config.test_fraction, config.seed)
   splits = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
   class_names = tuple(str(d) for d in range(10))
   return _from_arrays("digits", splits, class_names, config.image_size)
@@ -271,7 +271,7 @@ def _load_folder(config):
   split-folders layout), and ImageFolder yields uint8 images of varying shape that would
   still need this same decode-convert-resize map.
   """
-  listing = folder_lib.scan(config.data_dir, config.validation_fraction, config.seed)
+  listing = folder_lib.scan(config.data_dir, config.test_fraction, config.seed)
   size = tuple(config.image_size) if config.image_size else None
   if size is None and not listing.uniform_size:
     size = listing.first_size
@@ -310,7 +310,7 @@ def _load_folder(config):
 def _load_tfds(config):
   """A tfds image-classification dataset: `train` and `test` (or a fallback) splits.
 
-  The test split is `test`, else `validation`, else the last `validation_fraction` of
+  The test split is `test`, else `validation`, else the last `test_fraction` of
   `train` (by record order, which tfds fixed when preparing the data). The builder API is
   used rather than `tfds.load` because the splits are chosen from the builder's info.
   """
@@ -355,7 +355,7 @@ def _load_tfds(config):
       break
   if test_split is None:
     total = splits["train"].num_examples
-    n_test = min(max(int(round(total * config.validation_fraction)), 1), total - 1)
+    n_test = min(max(int(round(total * config.test_fraction)), 1), total - 1)
     train_split, test_split = f"train[:{total - n_test}]", f"train[{total - n_test}:]"
     logging.info("Dataset %s has no test or validation split: testing on %s.", name,
                  test_split)
