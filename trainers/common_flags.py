@@ -602,11 +602,13 @@ def run_main(main):
       sys.stderr.write(_error_line(getattr(e, "message", None) or str(e)))
       sys.exit(2)
 
-  def parse_flags(argv):
-    try:
-      return FLAGS(argv)
-    except flags.Error as e:  # Bad flags are user errors too: one line, status 2.
-      sys.stderr.write(f"Error: {' '.join(str(e).split())} (see --help)\n")
-      sys.exit(2)
-
   app.run(wrapped, flags_parser=parse_flags)
+
+
+def parse_flags(argv):
+  """absl's flag parsing; a bad flag is a user error too: one line, status 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f"Error: {' '.join(str(e).split())} (see --help)\n")
+    sys.exit(2)

@@ -38,7 +38,8 @@ def test_there_are_recipes():
   names = {os.path.basename(p) for p in RECIPES}
   assert {"madry_pgd10_resnet18_cifar10.flags", "trades_resnet18_cifar10.flags",
           "at_alp_resnet101_flowers17.flags", "aad_resnet101_flowers17.flags",
-          "fgsm_rs_resnet18_cifar10.flags", "n_fgsm_resnet18_cifar10.flags"} <= names
+          "fgsm_rs_resnet18_cifar10.flags", "n_fgsm_resnet18_cifar10.flags",
+          "pgd10_l2_resnet18_cifar10.flags"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=os.path.basename)
