@@ -268,5 +268,5 @@ def test_invalid_flag_values_point_at_help_other_errors_do_not():
     common_flags.defense_config_from_flags()
   line = common_flags._error_line(str(error.value))  # pylint: disable=protected-access
   assert line.startswith("Error: Invalid eps: ") and line.endswith(" (see --help)\n"), line
-  line = common_flags._error_line("Invalid idx file 'x.gz': truncated")  # pylint: disable=protected-access
-  assert "--help" not in line
+  assert "--help" not in common_flags._error_line(  # pylint: disable=protected-access
+      "Invalid idx file 'x.gz': truncated")

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.data import folder as folder_lib
+from tfadv.data import images as images_lib
 
 BUILTIN_DATASETS = ("fashion_mnist", "digits", "folder")
 
@@ -243,15 +244,8 @@ def _from_arrays(name, splits, class_names, image_size):
 
 
 def _prepare_image(image, image_size):
-  """float32 in [0, 1] (integer pixels scaled by their dtype's max), resized if asked."""
-  image = tf.image.convert_image_dtype(image, tf.float32)
-  if image_size:
-    # Antialiasing only matters when shrinking (large photos to 32x32, say), where plain
-    # bilinear would alias; the triangle kernel keeps values inside [0, 1] up to rounding,
-    # which the clip removes.
-    image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
-    image = tf.clip_by_value(image, 0.0, 1.0)
-  return image
+  """float32 in [0, 1], resized if asked: the function the served signatures call too."""
+  return images_lib.to_model_input(image, image_size)
 
 
 # --- image folders -----------------------------------------------------------------------
@@ -283,9 +277,7 @@ def _load_folder(config):
   def decode(path, label):
     # decode_image reads JPEG/PNG/BMP/GIF by content; expand_animations=False keeps a
     # GIF's first frame as a 3-D image.
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                               expand_animations=False, dtype=tf.uint8)
-    image = _prepare_image(image, size)
+    image = _prepare_image(images_lib.decode(tf.io.read_file(path), channels), size)
     image.set_shape((height, width, channels))
     return image, label
 
