@@ -69,7 +69,7 @@ def test_fractions_in_a_flagfile(tmp_path):
   _parse(f"--flagfile={path}")
   attack = common_flags.defense_config_from_flags().attack
   assert (attack.eps, attack.step_size) == (8 / 255, 2 / 255)
-  assert [a.eps for a in common_flags.eval_config_from_flags().attacks] == [4 / 255] * 2
+  assert {a.eps for a in common_flags.eval_config_from_flags().attacks} == {4 / 255}
 
 
 def test_fractions_in_study_files():

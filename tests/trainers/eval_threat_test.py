@@ -1,7 +1,6 @@
 """tfadv-evaluate measures the threat the run was trained for unless told otherwise, and a
 report or model card at another eps or norm says so."""
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from tfadv import config as config_lib
 from tfadv.data import datasets
 from tfadv.evaluation import report as report_lib
 from tfadv.training import trainer
+from tests import testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,8 +43,7 @@ def test_evaluate_defaults_to_the_training_threat_and_flags_another(l2_run, tmp_
   for name, proc in runs.items():
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout + stderr
-    with open(tmp_path / name / "report.json") as f:
-      reports[name] = json.load(f)
+    reports[name] = testing.assert_valid(str(tmp_path / name / "report.json"))
     reports[name]["md"] = (tmp_path / name / "report.md").read_text()
   default, other = reports["default"], reports["other"]
   # Follows the training norm (the report names the attack fgsm_l2) and eps.
