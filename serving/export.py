@@ -12,7 +12,8 @@ Signatures (the names and keys are in `serving.signatures`; batch dimension None
 - `serving_default`: `images` float32 [N, H, W, C] in [0, 1] -> `logits` [N, K],
   `probabilities` [N, K], `class_ids` int32 [N], `classes` string [N] (the class names).
 - `predict_images`: `image_bytes` string [N] (PNG/JPEG/GIF/BMP bytes; the REST form is
-  `{"b64": ...}`), decoded and resized to H x W inside the graph -> the same outputs.
+  `{"b64": ...}`), decoded and resized to H x W inside the graph by the functions of the
+  training input pipeline (`tfadv.data.images`) -> the same outputs.
 - `predict_uint8` (only with `accept_uint8=True`): `images` uint8 [N, H, W, C] in 0..255,
   divided by 255 inside the graph -> the same outputs.
 - `explain`: `images` as in `serving_default` -> the same outputs, `gradcam` [N, H, W]
@@ -25,11 +26,19 @@ Signatures (the names and keys are in `serving.signatures`; batch dimension None
 
 TF Serving does no input validation, so the signatures do it in the graph: images must be
 finite, within [0, 1] (up to `signatures.RANGE_TOLERANCE`, then clipped) and of shape
-[N, H, W, C] (the inputs take any shape so that the checks are not folded away); image bytes
+[N, H, W, C]; image bytes
 must be a complete PNG/JPEG/GIF/BMP file. Anything else fails with INVALID_ARGUMENT (HTTP 400)
 and a message saying what was expected and what was received, e.g. `images must be float32
 in [0, 1]; received max 255.0 — divide by 255` or `image_bytes[2] (14 bytes): truncated PNG
 (no IEND chunk at the end)`.
+
+Input shapes: the SignatureDefs declare the image inputs as [-1, H, W, C] (what
+`saved_model_cli show` and TF Serving's metadata API tell clients), while the graph's
+placeholders keep an unknown shape. Measured with TensorFlow's C API (the loader TF Serving
+uses): a placeholder declared [-1, H, W, C] is not enforced at run time (no error of
+TensorFlow's own for a wrong shape) and lets Grappler fold the rank check away, so a
+[N, H, W, C, 1] batch ran silently; with the unknown placeholder every wrong shape fails
+with `images must be a batch of images of shape [N, H, W, C]; received shape [...]`.
 
 Only the inference model is saved (its variables; no optimizer, no attack). Warmup requests
 go to `assets.extra/tf_serving_warmup_requests`, what was deployed (dataset, class names,
@@ -58,6 +67,7 @@ from serving import model_card as model_card_lib
 from serving import signatures
 from tfadv.attention import gradcam as gradcam_lib
 from tfadv.attention import maps
+from tfadv.data import images as images_lib
 from tfadv.models import taps as taps_lib
 from tfadv.models import sources
 from tfadv.models import zoo
@@ -121,9 +131,10 @@ def _shape_text(tensor):
 def check_shape(images, height, width, channels, key=signatures.IMAGES_KEY):
   """`images` after in-graph checks of its rank and size (INVALID_ARGUMENT otherwise).
 
-  The signatures take any shape (a static [None, H, W, C] would let TensorFlow fold the
-  checks away and feed wrong shapes straight into the convolutions): these asserts give the
-  client a message saying what was expected.
+  The graph's inputs take any shape (a static [None, H, W, C] placeholder would let
+  TensorFlow fold the rank check away and feed wrong shapes straight into the model; the
+  SignatureDef still declares [-1, H, W, C], see `_finish_signature_defs`): these asserts
+  give the client a message naming the expected and the received shape.
   """
   expected = f"[N, {height}, {width}, {channels}]"
   rank = tf.rank(images)
@@ -213,7 +224,9 @@ def decode_images(image_bytes, height, width, channels, key=signatures.IMAGE_BYT
   """Decodes a batch of encoded images to float32 [B, height, width, channels] in [0, 1].
 
   PNG, JPEG, GIF (first frame) and BMP are accepted; colour images are converted to the
-  model's channel count and resized (bilinear) when their size differs. Empty, unknown or
+  model's channel count and resized by `tfadv.data.images`, the functions the training
+  input pipeline uses (bilinear with antialiasing), so a file gets the logits it gets in
+  training and evaluation. Empty, unknown or
   truncated bytes fail with INVALID_ARGUMENT naming the item (`image_bytes[2] (14 bytes):
   truncated PNG ...`); other corrupt data fails in TensorFlow's decoder.
   """
@@ -224,13 +237,8 @@ def decode_images(image_bytes, height, width, channels, key=signatures.IMAGE_BYT
     problem = _bytes_problem(data, index, key)
     ok = tf.Assert(tf.equal(problem, ""), [problem])
     with tf.control_dependencies([ok]):
-      image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    same = tf.logical_and(tf.equal(tf.shape(image)[0], height),
-                          tf.equal(tf.shape(image)[1], width))
-    image = tf.cond(same, lambda: image,
-                    lambda: tf.image.resize(image, (height, width), method="bilinear"))
-    image = tf.clip_by_value(image, 0.0, 1.0)
+      image = images_lib.decode(data, channels)
+    image = images_lib.to_model_input(image, (height, width))
     image.set_shape((height, width, channels))
     return image
 
@@ -457,7 +465,8 @@ def export(model, export_base, model_name, version=None, metadata=None, tap_name
 
 
 def _write_saved_model(model, functions, input_shape, meta, directory):
-  del input_shape  # The image signatures take any shape and check it in the graph.
+  # The image signatures' placeholders take any shape (checked in the graph); the shape
+  # clients must send is declared in the SignatureDefs afterwards.
   archive = keras.export.ExportArchive()
   archive.track(model)
   specs = {
@@ -481,26 +490,39 @@ def _write_saved_model(model, functions, input_shape, meta, directory):
       "tfadv_metadata",
       [tf.Variable(json.dumps(meta, sort_keys=True), trainable=False, name="tfadv_metadata")])
   archive.write_out(directory, verbose=False)
-  _set_classify_method(directory)
+  _finish_signature_defs(directory, input_shape)
 
 
-def _set_classify_method(directory):
-  """Marks the `classify` signature with TF Serving's classify method name.
+# Signatures whose `images` input is a batch [N, H, W, C].
+_IMAGE_SIGNATURES = (signatures.DEFAULT_SIGNATURE, signatures.EXPLAIN_SIGNATURE,
+                     signatures.UINT8_SIGNATURE)
 
-  TF2 SavedModels give every signature the predict method; TF Serving's Classify API only
-  accepts a signature whose method is `tensorflow/serving/classify` (one string input of
-  serialized tf.Examples, `classes` strings and `scores` floats), so the flag is set in
-  saved_model.pb after writing.
+
+def _finish_signature_defs(directory, input_shape):
+  """Declares the image input shapes and marks `classify` in saved_model.pb.
+
+  The image inputs are declared [-1, H, W, C] in their SignatureDefs (the graph's
+  placeholders keep an unknown shape so that the in-graph checks stay; see the module
+  docstring). TF2 SavedModels give every signature the predict method; TF Serving's Classify
+  API only accepts a signature whose method is `tensorflow/serving/classify` (one string
+  input of serialized tf.Examples, `classes` strings and `scores` floats), so that is set
+  here too.
   """
+  from tensorflow.core.framework import tensor_shape_pb2  # pylint: disable=g-import-not-at-top
   from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
   path = os.path.join(directory, "saved_model.pb")
   saved = saved_model_pb2.SavedModel()
   with tf.io.gfile.GFile(path, "rb") as f:
     saved.ParseFromString(f.read())
+  shape = tensor_shape_pb2.TensorShapeProto(
+      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in [-1] + list(input_shape)])
   for meta_graph in saved.meta_graphs:
-    if signatures.CLASSIFY_SIGNATURE in meta_graph.signature_def:
-      meta_graph.signature_def[signatures.CLASSIFY_SIGNATURE].method_name = (
-          signatures.CLASSIFY_METHOD)
+    defs = meta_graph.signature_def
+    for name in _IMAGE_SIGNATURES:
+      if name in defs:
+        defs[name].inputs[signatures.IMAGES_KEY].tensor_shape.CopyFrom(shape)
+    if signatures.CLASSIFY_SIGNATURE in defs:
+      defs[signatures.CLASSIFY_SIGNATURE].method_name = signatures.CLASSIFY_METHOD
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(saved.SerializeToString())
 

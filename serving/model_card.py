@@ -13,6 +13,7 @@ latest report and its sanity-check warnings. Pure Python over the export metadat
 """
 
 import json
+import math
 
 SCHEMA_VERSION = "0.0.2"  # Model Card Toolkit's schema the sections follow.
 
@@ -25,6 +26,16 @@ def _attack_rows(report):
                  "eps": params.get("eps", report.get("eps")),
                  "norm": params.get("norm", "linf"), "params": params})
   return rows
+
+
+def _off_training(rows, attack):
+  """The rows evaluated at another eps or norm than the training attack's."""
+  eps, norm = attack.get("eps"), attack.get("norm", "linf")
+  if eps is None:
+    return []
+  return [r for r in rows if r["eps"] is not None and (
+      not math.isclose(float(r["eps"]), float(eps), rel_tol=1e-9) or r["norm"] != norm)
+          and float(r["eps"]) < 1.0]  # eps = 1 is the gradient-masking check, not a figure.
 
 
 def _pick(rows, *prefixes):
@@ -127,6 +138,14 @@ def build(meta, report=None):
       f"{(report or {}).get('num_examples', 'an unknown number of')} test examples, not a "
       "certified bound.",
   ]
+  off = _off_training(rows, attack)
+  if off:
+    budgets = ", ".join(sorted({f"{r['norm']} eps={float(r['eps']):.4g}" for r in off}))
+    limitations.insert(0, (
+        f"Evaluated at {budgets} "
+        f"({', '.join(r['attack'] for r in off)}), not at the training threat "
+        f"({attack.get('norm', 'linf')} eps={float(attack.get('eps')):.4g}): those figures "
+        "measure another threat than the one the model was trained for."))
   if not autoattack:
     limitations.append("Not evaluated with AutoAttack: PGD alone can overestimate robustness.")
   if report is None:
@@ -171,6 +190,8 @@ def build(meta, report=None):
           "threat_model": threat,
           "eps": attack.get("eps", (report or {}).get("eps")),
           "norm": attack.get("norm", "linf"),
+          # Attacks at another eps or norm than the training attack's (named in limitations).
+          "off_training_threat": [r["attack"] for r in off],
           "clean_accuracy": clean,
           "pgd": pgd,
           "autoattack": autoattack,

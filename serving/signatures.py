@@ -4,7 +4,9 @@ A leaf module (standard library only, no TensorFlow): `serving.export`, `serving
 `serving.client` and the stand-in server all import it, and it imports none of them, so the
 import graph stays acyclic.
 
-Signatures of an export (inputs -> outputs), batch dimension None everywhere:
+Signatures of an export (inputs -> outputs), batch dimension None everywhere; the image
+inputs are declared [-1, H, W, C] in the SignatureDefs (`saved_model_cli show`, TF Serving's
+metadata API) and checked in the graph:
 
 | name              | method   | inputs                              | outputs              |
 | ----------------- | -------- | ----------------------------------- | -------------------- |

@@ -8,6 +8,8 @@ enums here, so a typo fails early with the list of valid values.
 import dataclasses
 import enum
 import math
+import numbers
+import re
 from typing import Optional, Tuple
 
 
@@ -27,6 +29,34 @@ def _choice(enum_cls, value, argument):
 def _check(condition, argument, expected, value):
   if not condition:
     raise ValueError(f"Invalid {argument}: expected {expected}; received {argument}={value!r}")
+
+
+_FRACTION = re.compile(r"^([^/]+)/([^/]+)$")
+
+
+def parse_number(value, argument):
+  """`value` as a float; a string may be a decimal (`0.5`) or a fraction (`8/255`).
+
+  Epsilons and step sizes are written as the papers write them (8/255, 2/255); the
+  fraction is its value, 8/255 = 0.0313725..., never 8.
+
+  Raises:
+    ValueError: naming `argument`, when `value` is neither a number nor a fraction.
+  """
+  if isinstance(value, bool):  # A bool is an int to Python, never an epsilon.
+    raise ValueError(f"Invalid {argument}: expected a number or a fraction such as 8/255; "
+                     f"received {argument}={value!r}")
+  if isinstance(value, numbers.Real):
+    return float(value)
+  text = str(value).strip()
+  try:
+    match = _FRACTION.match(text)
+    if match:
+      return float(match.group(1)) / float(match.group(2))
+    return float(text)
+  except (ValueError, ZeroDivisionError):
+    raise ValueError(f"Invalid {argument}: expected a number or a fraction such as 8/255; "
+                     f"received {argument}={value!r}") from None
 
 
 class Norm(enum.Enum):
@@ -89,25 +119,43 @@ class DataConfig:
     data_dir: root of an image folder (`name="folder"`), or a directory holding the
       dataset's files (idx files for `fashion_mnist`, tfds data_dir otherwise).
     image_size: (height, width) to resize to, or None to keep the native size.
-    validation_fraction: for a folder without `train/` and `test/`, the fraction of each
-      class held out for testing.
+    test_fraction: the fraction of each class held out for testing when the data has no
+      test split (an image folder without `train/` and `test/`, `digits`, a tfds dataset
+      without `test`/`validation`). Older run configs call it `validation_fraction`.
     shuffle_buffer: size of the shuffle buffer for training data.
     seed: seed of the split and of shuffling.
   """
   name: str = "fashion_mnist"
   data_dir: Optional[str] = None
   image_size: Optional[Tuple[int, int]] = None
-  validation_fraction: float = 0.2
+  test_fraction: float = 0.2
   shuffle_buffer: int = 10_000
   seed: int = 0
+
+  @classmethod
+  def from_dict(cls, value):
+    """The config recorded as a dict (a run config's `data`, a study's `data`).
+
+    Keys that are not fields are ignored; the former name `validation_fraction` still reads
+    as `test_fraction` (run configs written before the rename).
+    """
+    value = dict(value)
+    if "validation_fraction" in value:
+      old = value.pop("validation_fraction")
+      value.setdefault("test_fraction", old)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    value = {k: v for k, v in value.items() if k in fields}
+    if value.get("image_size"):
+      value["image_size"] = tuple(value["image_size"])
+    return cls(**value)
 
   def validate(self):
     _check(bool(self.name), "dataset", "a dataset name", self.name)
     if self.image_size is not None:
       _check(len(self.image_size) == 2 and all(int(s) > 0 for s in self.image_size),
              "image_size", "two positive integers (height, width)", self.image_size)
-    _check(0.0 < self.validation_fraction < 1.0, "validation_fraction",
-           "a fraction in (0, 1)", self.validation_fraction)
+    _check(0.0 < self.test_fraction < 1.0, "test_fraction",
+           "a fraction in (0, 1)", self.test_fraction)
     _check(self.shuffle_buffer >= 1, "shuffle_buffer", "a positive integer", self.shuffle_buffer)
     return self
 
@@ -179,8 +227,10 @@ class AttackConfig:
 
   Attributes:
     name: a name of `tfadv.attacks.registry.ATTACKS` (`fgsm`, `pgd`, `bim`, `cw_linf`, ...).
-    eps: radius of the threat ball.
-    step_size: PGD step; None means 2.5 * eps / steps (Madry et al.).
+    eps: radius of the threat ball; a string may be a fraction (`"8/255"`, see
+      `parse_number`).
+    step_size: PGD step (a fraction too, `"2/255"`); None means 2.5 * eps / steps (Madry
+      et al.).
     steps: PGD iterations.
     norm: `linf` or `l2`.
     random_start: start PGD from a uniform point of the ball.
@@ -201,6 +251,9 @@ class AttackConfig:
   params: Tuple[Tuple[str, object], ...] = ()
 
   def __post_init__(self):
+    object.__setattr__(self, "eps", parse_number(self.eps, "eps"))
+    if self.step_size is not None:
+      object.__setattr__(self, "step_size", parse_number(self.step_size, "attack_step_size"))
     object.__setattr__(self, "norm", _choice(Norm, self.norm, "norm"))
     params = self.params.items() if isinstance(self.params, dict) else self.params
     object.__setattr__(self, "params", tuple(sorted((str(k), v) for k, v in params)))

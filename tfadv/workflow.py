@@ -71,7 +71,7 @@ UNBOUNDED_CHECK = config_lib.AttackConfig(name="pgd", eps=1.0, steps=10)
 
 def evaluate_model(model, data, eval_config, model_name, defense_name, eps, directory=None,
                    progress=True, extra=None, source_model=None, fingerprint=None,
-                   white_report=None, strategy=None):
+                   white_report=None, strategy=None, training_attack=None):
   """Evaluates a model on the test split and writes the report into `directory`.
 
   Besides `report.json` and `report.md`, writes PNG plots (accuracy vs iterations and vs
@@ -87,6 +87,8 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
     white_report: the white-box report of the same model, compared with a transfer one.
     strategy: optional tf.distribute strategy splitting each batch across its replicas
       (the counts are summed; the figures are those of one device).
+    training_attack: the training attack's `AttackConfig`; the report then records its
+      eps and norm and names the attacks evaluated at another (`off_training_threat`).
 
   Returns:
     The report dict.
@@ -111,6 +113,11 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
     extra["source_model"] = eval_config.source_model_dir
   report = report_lib.build(result, data.name, model_name, defense_name, eps, extra,
                             class_names=getattr(data, "class_names", None))
+  if training_attack is not None:
+    skip = robustness.attack_labels(attacks)[-1:] if len(attacks) > len(
+        eval_config.attacks) else ()  # The unbounded check (eps = 1) is no robustness figure.
+    report.update(report_lib.training_threat(report, training_attack.eps,
+                                             training_attack.norm.value, skip))
   report["warnings"] = sanity.check(report, white_report)
   if directory:
     tf.io.gfile.makedirs(directory)
@@ -168,6 +175,7 @@ def train_and_evaluate(data_config, model_config, defense_config, train_config, 
     report = evaluate_model(model, data, eval_config, model_config.name,
                             defense_config.name, defense_config.attack.eps,
                             train_config.model_dir, train_config.progress,
+                            training_attack=defense_config.attack,
                             extra={**which, "train_steps": result.steps,
                                    "model_layers": result.layers,
                        "defense_config": trainer.to_jsonable(defense_config),
@@ -191,10 +199,7 @@ def load_trained(model_dir, checkpoint="auto"):
   """
   run = trainer.read_run_config(model_dir)
   try:
-    data_fields = {f.name for f in dataclasses.fields(config_lib.DataConfig)}
-    data_config = config_lib.DataConfig(
-        **{k: (tuple(v) if k == "image_size" and v else v)
-           for k, v in run["data"].items() if k in data_fields})
+    data_config = config_lib.DataConfig.from_dict(run["data"])
     model_config = sources.resolve_path(config_lib.ModelConfig(**run["model"]), model_dir)
     shape = tuple(run["dataset"]["image_shape"])
     num_classes = int(run["dataset"]["num_classes"])
@@ -259,13 +264,15 @@ def evaluate_model_dir(model_dir, eval_config, output_dir=None, data_config=None
   extra = {"checkpoint": loaded.checkpoint, "weights": loaded.weights,
            "model_layers": loaded.layers}
   defense_name = loaded.run_config["defense"]["name"]
+  training_attack = config_lib.DefenseConfig.from_dict(loaded.run_config["defense"]).attack
   if defense_name in table.DEFENSES and table.get(defense_name).randomized:
     eval_config, extra["randomized"] = randomized_evaluation(eval_config)
   return evaluate_model(loaded.model, data, eval_config, loaded.model_config.name,
                         defense_name, eps, output_dir, progress, extra=extra,
                         source_model=source.model if source else None,
                         fingerprint=fingerprint if resume else None,
-                        white_report=white_report, strategy=strategy)
+                        white_report=white_report, strategy=strategy,
+                        training_attack=training_attack)
 
 
 def randomized_evaluation(eval_config):

@@ -21,13 +21,16 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  common_flags.flag_group("Run")
   flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train.")
   flags.DEFINE_string("output_dir", None, "Where the files go (default: <model_dir>/analysis).")
+  common_flags.flag_group("Analysis")
   flags.DEFINE_integer("num_examples", 256, "Test examples for the attention statistics.")
-  flags.DEFINE_float("eps", 0.1, "L-inf radius of the PGD attack analysed.")
+  common_flags.define_number("eps", 0.1, "L-inf radius of the PGD attack analysed (a "
+                             "fraction such as 8/255 works).")
   flags.DEFINE_integer("attack_steps", 20, "PGD iterations.")
   flags.DEFINE_float("fraction", 0.2, "Share of most attended pixels compared by the IoUs.")
-  flags.DEFINE_float("radius", None, "Loss-landscape half width (default: 2 * eps).")
+  common_flags.define_number("radius", None, "Loss-landscape half width (default: 2 * eps).")
   flags.DEFINE_integer("points", 11, "Loss-landscape grid points per axis (odd).")
   flags.DEFINE_integer("landscape_examples", 64, "Examples averaged in the landscape.")
   flags.DEFINE_integer("seed", 0, "Seed of the attack and of the random direction.")

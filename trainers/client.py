@@ -33,11 +33,16 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  common_flags.flag_group("Server")
   flags.DEFINE_string("server", "localhost:8501",
                       "HOST:PORT of TensorFlow Serving (REST: --rest_api_port, gRPC: --port).")
   flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "API to use.")
   flags.DEFINE_string("model_name", None, "The served model's name.")
   flags.DEFINE_integer("model_version", None, "Version to query (default: the latest).")
+  flags.DEFINE_float("timeout", 10.0, "Seconds to wait for the server.")
+  flags.DEFINE_enum("format", "row", ["row", "columnar"],
+                    "REST request form: row (instances) or columnar (inputs).")
+  common_flags.flag_group("Input")
   flags.DEFINE_list("images", [], "Image files (PNG/JPEG/GIF/BMP), or .npy float arrays "
                     "[N, H, W, C] in [0, 1] sent to serving_default as they are.")
   flags.DEFINE_string("dataset", None, "Send a slice of this dataset instead of files.")
@@ -45,12 +50,10 @@ def define_flags():
   flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset.")
   flags.DEFINE_integer("start", 0, "First example of the --dataset slice.")
   flags.DEFINE_integer("count", 8, "Examples in the --dataset slice.")
-  flags.DEFINE_enum("format", "row", ["row", "columnar"],
-                    "REST request form: row (instances) or columnar (inputs).")
+  flags.DEFINE_list("class_names", None, "Names of the classes, in label order.")
+  common_flags.flag_group("Output")
   flags.DEFINE_bool("explain", False, "Use the explain signature and save Grad-CAM PNGs.")
   flags.DEFINE_string("output_dir", ".", "Where --explain writes <image>_gradcam.png.")
-  flags.DEFINE_list("class_names", None, "Names of the classes, in label order.")
-  flags.DEFINE_float("timeout", 10.0, "Seconds to wait for the server.")
   flags.DEFINE_integer("top_k", 3, "Classes listed per image.")
   flags.DEFINE_bool("metadata", False, "Print the model card of the served version (or of "
                     "--version_dir) instead of classifying.")

@@ -4,6 +4,7 @@ Flags are defined by functions (not at import time) so each binary defines only 
 uses; `*_config_from_flags` turn parsed flags into validated configs.
 """
 
+import re
 import sys
 
 from absl import app
@@ -21,27 +22,168 @@ from tfadv.models import zoo
 FLAGS = flags.FLAGS
 
 
+# --- --help: each command's own flags, grouped as the README groups them -------------------
+
+_GROUPS = {}  # title -> names of the flags defined under it, in definition order
+_OPEN = {"title": None, "before": frozenset()}
+_HIDDEN = set()  # Deprecated names: accepted, not advertised.
+
+
+def _defined():
+  return list(dict.fromkeys(FLAGS[name].name for name in FLAGS))
+
+
+def _close_group():
+  title = _OPEN["title"]
+  if title is not None:
+    names = _GROUPS.setdefault(title, [])
+    names += [n for n in _defined() if n not in _OPEN["before"] and n not in names]
+  _OPEN.update(title=None, before=frozenset(_defined()))
+
+
+def flag_group(title):
+  """Flags defined from here to the next `flag_group` call are listed under `title`."""
+  _close_group()
+  _OPEN.update(title=title, before=frozenset(_defined()))
+
+
+def groups():
+  """{title: [flag names]} of the flags defined so far under `flag_group` titles."""
+  _close_group()
+  return {t: [n for n in names if n in FLAGS and n not in _HIDDEN]
+          for t, names in _GROUPS.items()}
+
+
+def _flag_help(flag):
+  text = f"--{'[no]' if flag.boolean else ''}{flag.name}: {flag.help}"
+  lines = [flags.text_wrap(text, indent="      ", firstline_indent="  ")]
+  if flag.default_as_str:
+    lines.append(flags.text_wrap(f"(default: {flag.default_as_str})", indent="      "))
+  if flag.parser.syntactic_help:
+    lines.append(flags.text_wrap(f"({flag.parser.syntactic_help})", indent="      "))
+  return "\n".join(lines)
+
+
+def help_text(doc):
+  """`--help`: the command's docstring, then its flags group by group."""
+  out = [(doc or "").strip(), ""]
+  for title, names in groups().items():
+    if names:
+      out += [f"{title}:", *(_flag_help(FLAGS[n]) for n in names), ""]
+  out.append(flags.text_wrap("absl's own flags (--flagfile=FILE reads flags from a file, "
+                             "one per line; --verbosity; ...): --helpfull."))
+  return "\n".join(out) + "\n"
+
+
+# --- numbers written as the papers write them --------------------------------------------
+
+
+class _NumberParser(flags.FloatParser):
+  """A float flag that also takes fractions: --eps=8/255 is 8/255, not 8."""
+
+  syntactic_help = "a number or a fraction such as 8/255"
+
+  def __init__(self, lower_bound=None):
+    super().__init__(lower_bound=lower_bound)
+    self.syntactic_help = _NumberParser.syntactic_help + (
+        f" >= {lower_bound}" if lower_bound is not None else "")
+
+  def convert(self, argument):
+    if isinstance(argument, str):
+      try:
+        return config_lib.parse_number(argument, "value")
+      except ValueError:
+        raise ValueError(f"expected a number or a fraction such as 8/255; received "
+                         f"{argument!r}") from None
+    return super().convert(argument)
+
+
+def define_number(name, default, help_text_, lower_bound=None):
+  """A float flag that accepts fractions (`--eps=8/255`), in flagfiles too."""
+  flags.DEFINE(_NumberParser(lower_bound), name, default, help_text_,
+               serializer=flags.ArgumentSerializer())
+
+
+def numbers(values, flag):
+  """A list flag's strings as floats; each may be a fraction (`8/255,16/255`)."""
+  try:
+    return [config_lib.parse_number(v, flag) for v in values]
+  except ValueError:
+    raise ValueError(f"Invalid {flag}: expected numbers or fractions such as 8/255; received "
+                     f"{','.join(values)!r}") from None
+
+
+# --- help texts generated from the registries they describe -------------------------------
+
+
+_ATTACK_FIELDS = ("steps", "step_size", "restarts", "random_start")
+
+
+def attacks_help():
+  """`--attacks` help: every registered attack with its norms and options."""
+  items = []
+  for spec in registry.SPECS:
+    if spec.training_only:
+      continue
+    options = registry.parameters(spec.name)
+    if spec.fields:  # Set through AttackConfig's own fields (pgd's steps, step_size, ...).
+      options = [o for o in options if o in _ATTACK_FIELDS]
+    options = ", ".join(options)
+    norms = "" if spec.norms == ("linf", "l2") else f" ({'/'.join(spec.norms)} only)"
+    items.append(f"{spec.name}{norms}" + (f" [{options}]" if options else ""))
+  return ("Evaluation attacks, comma-separated, each with ':key=value' options (every attack "
+          f"takes eps, norm and {', '.join(registry.EVAL_OPTIONS)}, e.g. "
+          "autoattack:num_examples=1000 runs on the first 1,000 test examples; eps and step "
+          "sizes may be fractions: pgd:eps=8/255:step_size=2/255). A value may list alternatives with '|': pgd:steps=10|20|50 is "
+          "three PGD attacks. Attacks [options]: " + "; ".join(items) + ".")
+
+
+def wrapper_options_help():
+  """`--wrapper_options` help: each defense's wrapper and its options with defaults."""
+  from tfadv.defenses import models  # pylint: disable=g-import-not-at-top
+  items = []
+  for defense in table.DEFENSES.values():
+    if defense.wrapper:
+      options = ", ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                          for k, v in models.wrapper_options(defense.wrapper).items())
+      items.append(f"{defense.name}: {options}")
+  return ("Options of the defense's model wrapper as key=value, comma-separated. Defenses with "
+          "a wrapper, their options and defaults: " + "; ".join(items) + ".")
+
+
+def terms_help():
+  """`--terms` help: every registered loss term with its options."""
+  items = []
+  for term in terms_lib.TERMS.values():
+    options = "/".join(o.name for o in term.options)
+    items.append(term.name + (f" [{options}]" if options else ""))
+  return ("Set or add weighted loss terms: name:weight[:key=value...], comma-separated, e.g. "
+          "alp:0.5,at:1.0:taps=2/3,igr:0.1 (weight 0 drops a term). Terms [options]: "
+          + ", ".join(items) + ".")
+
+
 def define_data_flags():
+  flag_group("Data")
   flags.DEFINE_string("dataset", "fashion_mnist",
                       "fashion_mnist (built-in), digits, folder (an image folder in "
                       "--data_dir) or a tfds image-classification name.")
   flags.DEFINE_string("data_dir", None, "Image folder (--dataset=folder), idx files of "
                       "fashion_mnist, or a tfds data_dir.")
   flags.DEFINE_list("image_size", None, "Resize images to HEIGHT,WIDTH.")
-  flags.DEFINE_float("validation_fraction", 0.2,
-                     "Test fraction per class of an image folder without train/ and test/.")
+  define_number("test_fraction", 0.2,
+                "Share of each class held out for testing when the data has no test split "
+                "(an image folder without train/ and test/, digits).")
+  define_number("validation_fraction", None, "Deprecated name of --test_fraction.")
+  _HIDDEN.add("validation_fraction")
 
 
-def define_eval_flags(eps_default="0.1"):
-  flags.DEFINE_list("eval_eps", [eps_default],
-                    "Epsilons of the evaluation attacks (L-inf, pixel units of [0, 1]).")
+def define_eval_flags():
+  flag_group("Evaluation")
+  flags.DEFINE_list("eval_eps", None,
+                    "Epsilons of the evaluation attacks (pixel units of [0, 1]; fractions "
+                    "such as 8/255 work), in the training norm (default: the training eps).")
   flags.DEFINE_string("attacks", "fgsm,pgd:steps=20,autoattack:num_examples=1000",
-                      "Evaluation attacks, comma-separated, each with ':key=value' options "
-                      "(pgd: steps, step_size, restarts, random_start, norm, eps; other "
-                      "attacks: eps, norm and their own options, e.g. cw_linf:steps=100, "
-                      "mim:decay=0.9, spsa:steps=100). Attacks: fgsm, pgd, bim, mim, "
-                      "cw_linf, cw_l2, stepll, iter_stepll, spsa, ... A value may list "
-                      "alternatives with '|': pgd:steps=10|20|50 is three PGD attacks.")
+                      attacks_help())
   flags.DEFINE_integer("num_examples", None, "Test examples to evaluate (default: all).")
   flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 
@@ -74,12 +216,18 @@ def define_model_flags(default="small_cnn", zoo_options=True):
 
 
 def define_train_flags():
+  flag_group("Defense")
   flags.DEFINE_enum("defense", "at_alp", list(table.NAMES),
                     "Defense (tfadv/defenses/table.py): its training attack, loss terms and "
                     "model wrapper.")
-  flags.DEFINE_float("eps", 0.1, "Training attack radius (L-inf, pixel units of [0, 1]).")
+  define_number("eps", 0.1, "Training attack radius in pixel units of [0, 1] (a fraction "
+                "such as 8/255 works); evaluation follows it unless --eval_eps is set.")
+  flags.DEFINE_enum("norm", "linf", ["linf", "l2"],
+                    "Norm of the training attack's ball (and, by default, of the evaluation "
+                    "attacks): " + norms_help())
   flags.DEFINE_integer("attack_steps", 10, "PGD steps of the training attack.")
-  flags.DEFINE_float("attack_step_size", None, "PGD step size (default 2.5 * eps / steps).")
+  define_number("attack_step_size", None, "PGD step size (default 2.5 * eps / steps; a "
+                "fraction such as 2/255 works).")
   # Weights of the defenses' own terms (None: the defense's default); a flag for a term the
   # defense does not have is an error (add terms with --terms).
   flags.DEFINE_float("alp_weight", None, "alpha: weight of adversarial logit pairing "
@@ -99,16 +247,16 @@ def define_train_flags():
                      "Grad-CAM map (default: each image's mean).")
   flags.DEFINE_float("trades_beta", None, "TRADES beta: weight of KL(f(x) || f(x_adv)) "
                      "(default 6).")
-  flags.DEFINE_string("terms", None,
-                      "Set or add weighted loss terms: name:weight[:key=value...], "
-                      "comma-separated, e.g. alp:0.5,at:1.0:taps=2/3,igr:0.1 (weight 0 "
-                      f"drops a term). Terms: {', '.join(terms_lib.TERMS)}.")
-  flags.DEFINE_list("wrapper_options", [],
-                    "Options of the defense's model wrapper as key=value (e.g. stddev=0.1 "
-                    "for rat).")
+  flags.DEFINE_string("terms", None, terms_help())
+  flags.DEFINE_list("wrapper_options", [], wrapper_options_help())
   flags.DEFINE_list("static_model_dirs", [],
                     "ensemble_at: model directories of static pre-trained models (written by "
                     "tfadv-train) whose adversarial examples the model also trains on.")
+  flag_group("Model")
+  flags.DEFINE_enum("activation", "relu", ["relu", "silu", "gelu"],
+                    "Activation of resnet18.")
+  flag_group("Training")
+  flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and report.json.")
   flags.DEFINE_integer("batch_size", 128, "Global batch size.")
   flags.DEFINE_integer("epochs", 1, "Epochs (ignored when --train_steps is set).")
   flags.DEFINE_integer("train_steps", None, "Total optimizer steps.")
@@ -116,20 +264,13 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 1e-3, "Initial learning rate.")
   flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine", "piecewise"],
                     "Learning-rate schedule.")
+  flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
   flags.DEFINE_float("weight_decay", 0.0, "Weight decay, applied as --weight_decay_mode says.")
-  flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and report.json.")
-  flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                    "Distribution strategy.")
-  flags.DEFINE_integer("num_cpu_devices", 0,
-                       "With --strategy=mirrored and no GPU: split the CPU into this many "
-                       "devices.")
-  flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
-  flags.DEFINE_integer("log_every", 50, "Steps between TensorBoard summaries.")
-  flags.DEFINE_integer("image_every", 500, "Steps between TensorBoard Grad-CAM panels "
-                       "(clean vs adversarial test images); 0 disables them.")
-  flags.DEFINE_bool("jit", False, "Compile the attack with XLA (slower on CPU).")
-  flags.DEFINE_integer("seed", 0, "Random seed.")
-  flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.DEFINE_enum("weight_decay_mode", "decoupled", ["coupled", "decoupled"],
+                    "coupled: L2 added to the gradient (PyTorch SGD; what '5e-4' means in "
+                    "the papers); decoupled: w -= lr * wd * w (Keras, AdamW).")
+  flags.DEFINE_bool("nesterov", False, "Nesterov momentum (--optimizer=sgd).")
+  flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy terms.")
   # Robust-training ingredients of the published recipes (issue 14).
   flags.DEFINE_enum("augment", "none", ["none", "crop_flip"],
                     "Training augmentation: crop_flip = random crop after zero padding (4 px "
@@ -137,32 +278,55 @@ def define_train_flags():
   flags.DEFINE_float("ema_decay", 0.0, "Decay of an EMA of the weights (e.g. 0.995, with "
                      "the warm-up min(decay, (1+t)/(10+t))); evaluation and export then use "
                      "the averaged weights. 0 disables it.")
+  flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                    "Keras mixed precision (logits, losses and attacks stay float32).")
+  flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (bit-exact reruns).")
+  flags.DEFINE_bool("jit", False, "Compile the attack with XLA (slower on CPU).")
+  flags.DEFINE_integer("steps_per_loop", 10,
+                       "Training steps per tf.function call (metrics reach the host once per "
+                       "loop; boundaries stay exact).")
+  flag_group("Validation and early stopping")
   flags.DEFINE_integer("validate_every", 0,
                        "Steps between PGD evaluations on a validation split held out from "
                        "the training split; the best is kept in model_dir/best/ and "
                        "exported by default. 0 disables it.")
   flags.DEFINE_integer("validation_size", 512, "Training images held out for validation.")
   flags.DEFINE_integer("validation_attack_steps", 10, "PGD steps of the validation attack.")
-  flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy terms.")
-  flags.DEFINE_bool("nesterov", False, "Nesterov momentum (--optimizer=sgd).")
-  flags.DEFINE_enum("weight_decay_mode", "decoupled", ["coupled", "decoupled"],
-                    "coupled: L2 added to the gradient (PyTorch SGD; what '5e-4' means in "
-                    "the papers); decoupled: w -= lr * wd * w (Keras, AdamW).")
-  flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
-  flags.DEFINE_enum("activation", "relu", ["relu", "silu", "gelu"],
-                    "Activation of resnet18.")
-  flags.DEFINE_bool("deterministic", False, "TensorFlow op determinism (bit-exact reruns).")
   flags.DEFINE_bool("stop_on_overfitting", False,
                     "Fast AT (fgsm_rs, n_fgsm, stepll_at, ensemble_at) with --validate_every: "
                     "stop when validation shows catastrophic overfitting (PGD accuracy "
                     "collapsing while FGSM accuracy rises); best/ keeps the last good "
                     "checkpoint. Without it the collapse is a warning in the log and "
                     "TensorBoard.")
-  flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                    "Keras mixed precision (logits, losses and attacks stay float32).")
-  flags.DEFINE_integer("steps_per_loop", 10,
-                       "Training steps per tf.function call (metrics reach the host once per "
-                       "loop; boundaries stay exact).")
+  flag_group("Distribution")
+  flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                    "Distribution strategy.")
+  flags.DEFINE_integer("num_cpu_devices", 0,
+                       "With --strategy=mirrored and no GPU: split the CPU into this many "
+                       "devices.")
+  flag_group("Logging and checkpoints")
+  flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
+  flags.DEFINE_integer("log_every", 50, "Steps between TensorBoard summaries.")
+  flags.DEFINE_integer("image_every", 500, "Steps between TensorBoard Grad-CAM panels "
+                       "(clean vs adversarial test images); 0 disables them.")
+  flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def _defenses_by_norm():
+  """(defenses whose training attack has an L2 form, those defined for linf only)."""
+  l2, linf_only = [], []
+  for defense in table.DEFENSES.values():
+    if defense.attack is not None:
+      (l2 if "l2" in registry.spec(defense.attack).norms else linf_only).append(defense.name)
+  return l2, linf_only
+
+
+def norms_help():
+  """Which defenses' training attacks have an L2 form, from the attack registry."""
+  l2, linf_only = _defenses_by_norm()
+  return (f"l2 for {', '.join(l2)}; linf only for {', '.join(linf_only)} (their training "
+          "attack has no L2 form).")
 
 
 def image_size_from_flags():
@@ -183,10 +347,24 @@ def _image_size():
   return size
 
 
+def _test_fraction():
+  """--test_fraction, or the deprecated --validation_fraction (with a one-line notice)."""
+  old = FLAGS["validation_fraction"]
+  if not old.present:
+    return FLAGS.test_fraction
+  if FLAGS["test_fraction"].present and FLAGS.test_fraction != old.value:
+    raise ValueError(f"Invalid test_fraction: --validation_fraction is its former name; "
+                     f"received --test_fraction={FLAGS.test_fraction} and "
+                     f"--validation_fraction={old.value}")
+  sys.stderr.write("Note: --validation_fraction is deprecated (it always was the test "
+                   "fraction); use --test_fraction.\n")
+  return old.value
+
+
 def data_config_from_flags():
   return config_lib.DataConfig(
       name=FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=_image_size(),
-      validation_fraction=FLAGS.validation_fraction, seed=getattr(FLAGS, "seed", 0)).validate()
+      test_fraction=_test_fraction(), seed=getattr(FLAGS, "seed", 0)).validate()
 
 
 def model_config_from_flags():
@@ -212,22 +390,28 @@ def model_config_from_flags():
   return config_lib.ModelConfig(name=stem, path=value, **user).validate()
 
 
-def _floats(values, flag):
-  try:
-    return [float(v) for v in values]
-  except ValueError:
-    raise ValueError(f"Invalid {flag}: expected numbers; received {','.join(values)!r}") from None
+def eval_config_from_flags(eps=None, extra_attacks=None, training_attack=None, **fields):
+  """The EvalConfig of the eval flags.
 
-
-def eval_config_from_flags(eps=None, extra_attacks=None, **fields):
-  """The EvalConfig of the eval flags; `eps` (strings) overrides --eval_eps,
-  `extra_attacks` (an attack-list string) is appended to --attacks, `fields` add
-  EvalConfig fields (threat_model, source_model_dir, ...)."""
+  Args:
+    eps: strings overriding --eval_eps (tfadv-evaluate's --eps).
+    extra_attacks: an attack-list string appended to --attacks.
+    training_attack: the training attack's `AttackConfig`; without --eval_eps (or `eps`)
+      the attacks run at its eps, and attacks that set no norm use its norm.
+    **fields: EvalConfig fields (threat_model, source_model_dir, ...).
+  """
   flag = "eps" if eps else "eval_eps"
-  eps = _floats(eps or FLAGS.eval_eps, flag)
+  values = eps or FLAGS.eval_eps
+  if values:
+    values = numbers(values, flag)
+  elif training_attack is not None:
+    values = [training_attack.eps]
+  else:
+    values = [config_lib.AttackConfig().eps]
+  norm = training_attack.norm if training_attack is not None else None
   text = ",".join(t for t in (FLAGS.attacks, extra_attacks) if t)
   return registry.validate(config_lib.EvalConfig(
-      attacks=specs.parse_attacks(text, eps), num_examples=FLAGS.num_examples,
+      attacks=specs.parse_attacks(text, values, norm), num_examples=FLAGS.num_examples,
       batch_size=FLAGS.eval_batch_size, **fields))
 
 
@@ -295,9 +479,36 @@ def _wrapper_options():
   return tuple(options)
 
 
+def training_attack_of(model_dir):
+  """The training attack (`AttackConfig`) recorded in a run's config, or None without one.
+
+  tfadv-evaluate's attacks default to its eps and norm.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  from tfadv.training import trainer  # pylint: disable=g-import-not-at-top
+  if not model_dir or not os.path.exists(os.path.join(model_dir, trainer.RUN_CONFIG)):
+    return None  # The evaluation itself says what is missing.
+  run = trainer.read_run_config(model_dir)
+  try:
+    return config_lib.DefenseConfig.from_dict(run["defense"]).attack
+  except (KeyError, TypeError, AttributeError):
+    return None  # A foreign run config: the evaluation reports it.
+
+
+def _check_norm(defense_name, norm):
+  """A clear error for --norm=l2 with a defense whose training attack has no L2 form."""
+  attack = table.get(defense_name).attack
+  if attack is not None and norm not in registry.spec(attack).norms:
+    raise ValueError(f"Invalid norm: defense {defense_name} trains with {attack}, which is "
+                     f"defined for {'/'.join(registry.spec(attack).norms)} only; received "
+                     f"norm={norm} (defenses with an L2 training attack: "
+                     f"{', '.join(_defenses_by_norm()[0])})")
+
+
 def defense_config_from_flags():
+  _check_norm(FLAGS.defense, FLAGS.norm)
   attack = config_lib.AttackConfig(name="pgd", eps=FLAGS.eps, steps=FLAGS.attack_steps,
-                                   step_size=FLAGS.attack_step_size)
+                                   step_size=FLAGS.attack_step_size, norm=FLAGS.norm)
   defense = config_lib.DefenseConfig(
       name=FLAGS.defense, attack=attack, terms=_term_overrides(FLAGS.defense),
       wrapper_options=_wrapper_options(), static_model_dirs=tuple(FLAGS.static_model_dirs))
@@ -358,12 +569,33 @@ def quiet_tensorflow():
   logging.get_absl_handler().addFilter(OnlyOurs())
 
 
+_HELP_ARGS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+_INVALID_FLAG = re.compile(r"^Invalid (\w+)")
+
+
+def _error_line(message):
+  """One line; an error about a flag of this command points at --help."""
+  line = " ".join(str(message).split())
+  match = _INVALID_FLAG.match(line)
+  if match and match.group(1) in FLAGS and "--help" not in line:
+    line += " (see --help)"
+  return f"Error: {line}\n"
+
+
 def run_main(main):
   """`app.run(main)`, reporting user errors as one clear line and exit status 2.
 
-  TensorFlow's own log lines are hidden unless `--verbosity` is given; tfadv's lines, the
-  progress bars and the report stay.
+  `--help` (and -h, --helpshort) prints the command's docstring and its own flags grouped
+  as the README groups them (absl's `--helpfull` lists every flag). The command's flags are
+  also registered as absl key flags of the main module. TensorFlow's own log lines are
+  hidden unless `--verbosity` is given; tfadv's lines, the progress bars and the report stay.
   """
+  for names in groups().values():
+    for name in names:
+      FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+  if any(arg in _HELP_ARGS for arg in sys.argv[1:]):
+    sys.stdout.write(help_text(sys.modules[main.__module__].__doc__))
+    sys.exit(0)
 
   def wrapped(argv):
     quiet_tensorflow()
@@ -371,15 +603,16 @@ def run_main(main):
       return main(argv)
     except USER_ERRORS + _file_errors() as e:
       logging.debug("User error", exc_info=True)
-      message = getattr(e, "message", None) or str(e)
-      sys.stderr.write(f"Error: {' '.join(str(message).split())}\n")
-      sys.exit(2)
-
-  def parse_flags(argv):
-    try:
-      return FLAGS(argv)
-    except flags.Error as e:  # Bad flags are user errors too: one line, status 2.
-      sys.stderr.write(f"Error: {' '.join(str(e).split())} (see --helpshort)\n")
+      sys.stderr.write(_error_line(getattr(e, "message", None) or str(e)))
       sys.exit(2)
 
   app.run(wrapped, flags_parser=parse_flags)
+
+
+def parse_flags(argv):
+  """absl's flag parsing; a bad flag is a user error too: one line, status 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f"Error: {' '.join(str(e).split())} (see --help)\n")
+    sys.exit(2)

@@ -1,5 +1,7 @@
 r"""tfadv-evaluate: accuracy of a trained model, clean and under attack.
 
+Without --eps the attacks run at the run's training eps, in its training norm.
+
   tfadv-evaluate --model_dir=/tmp/fmnist_at_alp --attacks=fgsm,pgd:steps=20,pgd:steps=100 \
       --eps=0.05,0.1 --num_examples=2000
   # Accuracy vs PGD iterations (the AT+ALP paper's Figure 3): accuracy_vs_steps.png.
@@ -35,15 +37,20 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  common_flags.flag_group("Run")
   flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train (or use --model).")
+  flags.DEFINE_string("output_dir", None, "Where the report goes (default: --model_dir).")
+  flags.DEFINE_string("data_dir", None, "Override the dataset's recorded data_dir.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.DEFINE_bool("resume", True, "Reuse finished attacks of an interrupted evaluation.")
+  common_flags.flag_group("Your own model (instead of --model_dir)")
   common_flags.define_model_flags(default=None, zoo_options=False)
   flags.DEFINE_string("dataset", "fashion_mnist", "With --model: the dataset whose test split "
                       "is evaluated (as tfadv-train's --dataset).")
   flags.DEFINE_list("image_size", None, "With --model: resize the images to HEIGHT,WIDTH.")
-  flags.DEFINE_string("output_dir", None, "Where the report goes (default: --model_dir).")
-  flags.DEFINE_string("data_dir", None, "Override the dataset's recorded data_dir.")
-  flags.DEFINE_bool("progress", True, "Show a progress bar.")
-  flags.DEFINE_list("eps", None, "Epsilons of the attacks (same as --eval_eps).")
+  common_flags.define_eval_flags()
+  flags.DEFINE_list("eps", None, "Epsilons of the attacks (same as --eval_eps; fractions "
+                    "such as 8/255 work; default: the run's training eps, in its norm).")
   flags.DEFINE_enum("threat_model", "white", ["white", "gray", "black"],
                     "white: attack the model; gray: attack --source_model_dir (same "
                     "architecture and defense, another seed) and transfer; black: attack a "
@@ -57,6 +64,7 @@ def define_flags():
                     "count (at every --eps) to --attacks and plots accuracy vs iterations "
                     "(accuracy_vs_steps.png, as the AT+ALP paper's Figure 3). Same as "
                     "appending pgd:steps=10|20|50|100|200 to --attacks.")
+  common_flags.flag_group("Distribution")
   flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                     "default: one device; mirrored: each batch (--eval_batch_size, global) "
                     "is split across all local GPUs, or without GPUs across the CPU split "
@@ -64,8 +72,6 @@ def define_flags():
   flags.DEFINE_integer("num_cpu_devices", 0,
                        "With --strategy=mirrored and no GPU: split the CPU into this many "
                        "devices (0: keep the current layout).")
-  flags.DEFINE_bool("resume", True, "Reuse finished attacks of an interrupted evaluation.")
-  common_flags.define_eval_flags()
 
 
 def main(argv):
@@ -84,7 +90,9 @@ def main(argv):
   from tfadv.evaluation import specs  # pylint: disable=g-import-not-at-top
   curve = specs.steps_curve(FLAGS.pgd_curve) if FLAGS.pgd_curve else None
   eval_config = common_flags.eval_config_from_flags(
-      FLAGS.eps, extra_attacks=curve, threat_model=FLAGS.threat_model,
+      FLAGS.eps, extra_attacks=curve,
+      training_attack=common_flags.training_attack_of(FLAGS.model_dir),
+      threat_model=FLAGS.threat_model,
       source_model_dir=FLAGS.source_model_dir, unbounded_check=FLAGS.unbounded_check)
   if FLAGS.num_cpu_devices < 0:
     raise ValueError(f"Invalid num_cpu_devices: expected a non-negative integer; received "

@@ -46,7 +46,9 @@ def define_export_flags(with_export_dir=True):
 
 
 def define_flags():
+  common_flags.flag_group("Run")
   flags.DEFINE_string("model_dir", None, "A directory written by tfadv-train (or use --model).")
+  common_flags.flag_group("Your own model (instead of --model_dir)")
   common_flags.define_model_flags(default=None, zoo_options=False)
   flags.DEFINE_string("dataset", None, "With --model: adapt the model to this dataset's images "
                       "and class names (default: the model's own input shape, classes 0..K-1).")
@@ -54,6 +56,7 @@ def define_flags():
   flags.DEFINE_list("image_size", None, "With --model and --dataset: resize to HEIGHT,WIDTH.")
   flags.DEFINE_string("report", None, "With --model: a report.json of tfadv-evaluate --model "
                       "whose figures go into the model card.")
+  common_flags.flag_group("Export")
   flags.DEFINE_integer("version", None, "Version number (default: the next free one).")
   define_export_flags()
 

@@ -24,6 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  common_flags.flag_group("Study")
   flags.DEFINE_string("study", None, "A study file (JSON; see studies/ and "
                       "tfadv/study/spec.py for its schema).")
   flags.DEFINE_string("output_dir", None, "The study directory (shared by all shards).")

@@ -2,6 +2,8 @@ r"""tfadv-train: train a hardened classifier, evaluate it under attack, optional
 
   tfadv-train --dataset=fashion_mnist --defense=at_alp --eps=0.1 --epochs=2 \
       --model_dir=/tmp/fmnist_at_alp --export_dir=/tmp/models/fmnist
+  # A published recipe (flags in a file; eps written as the paper writes it, 8/255):
+  tfadv-train --flagfile=recipes/madry_pgd10_resnet18_cifar10.flags --model_dir=/tmp/pgd10
 
 A restarted run with the same --model_dir resumes from its last checkpoint. The robustness
 report is written to <model_dir>/report.json and report.md; TensorBoard logs to
@@ -27,9 +29,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   common_flags.define_data_flags()
+  common_flags.flag_group("Model")
   common_flags.define_model_flags()
   common_flags.define_train_flags()
   common_flags.define_eval_flags()
+  common_flags.flag_group("Export")
   flags.DEFINE_string("export_dir", None,
                       "Export the trained model as the next version of "
                       "<export_dir>/<model_name>/ (see serving/README.md).")
@@ -46,7 +50,8 @@ def main(argv):
   if os.path.exists(train_config.model_dir) and not os.path.isdir(train_config.model_dir):
     raise NotADirectoryError(f"Invalid model_dir: expected a directory (checkpoints, logs and "
                              f"report go there); {train_config.model_dir!r} is a file")
-  eval_config = common_flags.eval_config_from_flags()
+  # Without --eval_eps the evaluation runs at the training eps, in the training norm.
+  eval_config = common_flags.eval_config_from_flags(training_attack=defense_config.attack)
   if FLAGS.export_dir and FLAGS.model_name:  # Fail before training, not after.
     from serving import export as export_lib  # pylint: disable=g-import-not-at-top
     export_lib.check_model_name(FLAGS.model_name)

@@ -154,7 +154,7 @@ def test_corrupt_idx_file_names_file_and_expectation(tmp_path, corrupt, message)
 
 
 def test_digits_split_sizes_values_and_determinism():
-  config = DataConfig(name="digits", validation_fraction=0.2, seed=3)
+  config = DataConfig(name="digits", test_fraction=0.2, seed=3)
   info = datasets.load(config)
   assert info.image_shape == (8, 8, 1) and info.num_classes == 10
   assert info.class_names == tuple("0123456789")
@@ -268,7 +268,7 @@ def test_folder_of_class_folders_is_split_per_class_with_seed(tmp_path, photos):
   for cls, photo in photos.items():
     _write_class(os.path.join(tmp_path, cls), photo, 10)
   (tmp_path / "notes.txt").write_text("not a class folder")  # Files at the root: ignored.
-  config = DataConfig(name="folder", data_dir=str(tmp_path), validation_fraction=0.3,
+  config = DataConfig(name="folder", data_dir=str(tmp_path), test_fraction=0.3,
                       seed=1, image_size=(20, 20))
   info = datasets.load(config)
   assert (info.num_train, info.num_test) == (14, 6)
@@ -278,7 +278,7 @@ def test_folder_of_class_folders_is_split_per_class_with_seed(tmp_path, photos):
   again, _ = _arrays(datasets.load(config).test)
   np.testing.assert_array_equal(xt, again)
   other, _ = _arrays(datasets.load(DataConfig(
-      name="folder", data_dir=str(tmp_path), validation_fraction=0.3, seed=2,
+      name="folder", data_dir=str(tmp_path), test_fraction=0.3, seed=2,
       image_size=(20, 20))).test)
   assert not np.array_equal(other, xt)
 
@@ -433,7 +433,7 @@ def test_tfds_dataset_loads_offline(tfds_dir):
 def test_tfds_without_test_split_holds_out_end_of_train(tfds_dir):
   data_dir, _, _ = tfds_dir
   info = datasets.load(DataConfig(name="tf_flowers", data_dir=data_dir, image_size=(24, 24),
-                                  validation_fraction=0.25))
+                                  test_fraction=0.25))
   assert info.class_names[0] == "dandelion" and info.num_classes == 5
   assert (info.num_train, info.num_test) == (15, 5)
   x, y = _arrays(info.train)

@@ -77,6 +77,9 @@ def c_api_results(served, tmp_path_factory):
       ("serving_default", "images", x[..., 0], "float32"),
       ("explain", "images", x * 255.0, "float32"),
       ("predict_uint8", "images", np.round(x * 255).astype(np.uint8), "uint8"),
+      # As many pixels as a valid batch, one rank too many: the placeholder declared
+      # [-1, 8, 8, 1] in the graph would let it through (its rank check folded away).
+      ("serving_default", "images", x[..., None], "float32"),
   ]
   return x, run_c_api(served.version_dir, runs, tmp_path_factory.mktemp("c_api"))
 
@@ -106,6 +109,8 @@ def test_c_api_rejects_bad_pixels_with_the_signature_messages(c_api_results):
   assert "images must be a batch of images of shape [N, 8, 8, 1]; received shape [5, 8, 8]" \
       in rank
   assert "received max 255.0" in explain
+  assert "images must be a batch of images of shape [N, 8, 8, 1]; received shape " \
+      "[5, 8, 8, 1, 1] (rank 5)" in results[8]
 
 
 def test_c_api_uint8_signature_converts_in_the_graph(served, c_api_results):

@@ -62,8 +62,11 @@ def test_saved_model_cli_lists_the_signatures(served):
   for name in export_lib.SIGNATURES:
     method = "classify" if name == "classify" else "predict"
     assert f"Method name is: tensorflow/serving/{method}" in blocks[name], blocks[name]
-  # Any shape goes in: the graph checks it and answers with a message (not the conv's).
-  assert "dtype: DT_FLOAT\n        shape: unknown_rank" in blocks["serving_default"]
+  # The shape clients must send is declared (TF Serving's metadata API shows it); the graph
+  # still takes any shape and answers a wrong one with a message (c_api_loader_test).
+  for name in ("serving_default", "explain"):
+    assert "dtype: DT_FLOAT\n        shape: (-1, 8, 8, 1)\n" in blocks[name], blocks[name]
+  assert "dtype: DT_UINT8\n        shape: (-1, 8, 8, 1)\n" in blocks["predict_uint8"]
   assert "dtype: DT_STRING\n        shape: (-1)" in blocks["predict_images"]
   for output in ("logits", "probabilities", "class_ids", "classes"):
     for name in IMAGE_SIGNATURES:

@@ -115,7 +115,7 @@ def _op_error_message(error):
 
 
 def _as_array(name, value, info):
-  """`value` as an array of the signature's dtype and shape, or an InvalidInput naming it."""
+  """`value` as an array of the signature's dtype, or an InvalidInput naming it."""
   dtype = tf.dtypes.as_dtype(info.dtype)
   if isinstance(value, np.ndarray) and value.dtype != object and dtype != tf.string:
     if not np.can_cast(value.dtype, dtype.as_numpy_dtype, casting="same_kind"):
@@ -134,12 +134,9 @@ def _as_array(name, value, info):
     kind = "bytes ({\"b64\": ...} in JSON)" if dtype == tf.string else f"{dtype.name} numbers"
     raise InvalidInput(f"Invalid input {name!r}: expected {kind}; received values that are "
                        f"not ({e})") from e
-  dims = [d.size for d in info.tensor_shape.dim]
-  if not info.tensor_shape.unknown_rank:
-    if array.ndim != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, array.shape)):
-      want = "[" + ", ".join("None" if d < 0 else str(d) for d in dims) + "]"
-      raise InvalidInput(f"Invalid input {name!r}: expected shape {want}; received shape "
-                         f"{list(array.shape)}")
+  # No shape check against the SignatureDef: TF Serving does none ("Modelserver does not do
+  # any input shape verification while handling a predict request", tensorflow/serving
+  # issues 1436 and 1527); the exports check shapes in their graphs.
   return array
 
 

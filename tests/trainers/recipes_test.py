@@ -38,7 +38,8 @@ def test_there_are_recipes():
   names = {os.path.basename(p) for p in RECIPES}
   assert {"madry_pgd10_resnet18_cifar10.flags", "trades_resnet18_cifar10.flags",
           "at_alp_resnet101_flowers17.flags", "aad_resnet101_flowers17.flags",
-          "fgsm_rs_resnet18_cifar10.flags", "n_fgsm_resnet18_cifar10.flags"} <= names
+          "fgsm_rs_resnet18_cifar10.flags", "n_fgsm_resnet18_cifar10.flags",
+          "pgd10_l2_resnet18_cifar10.flags"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=os.path.basename)
@@ -53,7 +54,11 @@ def test_recipe_parses_names_its_source_and_trains(tmp_path, path):
   common_flags.model_config_from_flags()
   defense = common_flags.defense_config_from_flags()
   train = common_flags.train_config_from_flags()
-  common_flags.eval_config_from_flags()
+  evaluation = common_flags.eval_config_from_flags(training_attack=defense.attack)
+  # Evaluated at the training threat unless the recipe says otherwise.
+  if "--eval_eps" not in open(path).read():
+    assert {(a.eps, a.norm) for a in evaluation.attacks} == {(defense.attack.eps,
+                                                               defense.attack.norm)}
   assert defense.name == _file_flags(path)["defense"]
   if "--validate_every" in open(path).read():
     assert train.validate_every > 0
@@ -69,7 +74,8 @@ def test_recipe_parses_names_its_source_and_trains(tmp_path, path):
   result, report = workflow.train_and_evaluate(
       common_flags.data_config_from_flags(), common_flags.model_config_from_flags(),
       common_flags.defense_config_from_flags(), common_flags.train_config_from_flags(),
-      common_flags.eval_config_from_flags())
+      common_flags.eval_config_from_flags(
+          training_attack=common_flags.defense_config_from_flags().attack))
   assert result.steps == 2
   assert report["defense"] == defense.name
   assert report["weights"] == ("ema" if train.ema_decay else "raw")

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.data import folder as folder_lib
+from tfadv.data import images as images_lib
 
 BUILTIN_DATASETS = ("fashion_mnist", "digits", "folder")
 
@@ -217,7 +218,7 @@ def _load_digits(config):
   digits = sk_datasets.load_digits()
   images = (digits.images / 16.0).astype(np.float32)[..., None]  # Pixels are 0..16.
   labels = digits.target.astype(np.int32)
-  train, test = folder_lib.split_per_class(labels, config.validation_fraction, config.seed)
+  train, test = folder_lib.split_per_class(labels, config.test_fraction, config.seed)
   splits = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
   class_names = tuple(str(d) for d in range(10))
   return _from_arrays("digits", splits, class_names, config.image_size)
@@ -243,15 +244,8 @@ def _from_arrays(name, splits, class_names, image_size):
 
 
 def _prepare_image(image, image_size):
-  """float32 in [0, 1] (integer pixels scaled by their dtype's max), resized if asked."""
-  image = tf.image.convert_image_dtype(image, tf.float32)
-  if image_size:
-    # Antialiasing only matters when shrinking (large photos to 32x32, say), where plain
-    # bilinear would alias; the triangle kernel keeps values inside [0, 1] up to rounding,
-    # which the clip removes.
-    image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
-    image = tf.clip_by_value(image, 0.0, 1.0)
-  return image
+  """float32 in [0, 1], resized if asked: the function the served signatures call too."""
+  return images_lib.to_model_input(image, image_size)
 
 
 # --- image folders -----------------------------------------------------------------------
@@ -271,7 +265,7 @@ def _load_folder(config):
   split-folders layout), and ImageFolder yields uint8 images of varying shape that would
   still need this same decode-convert-resize map.
   """
-  listing = folder_lib.scan(config.data_dir, config.validation_fraction, config.seed)
+  listing = folder_lib.scan(config.data_dir, config.test_fraction, config.seed)
   size = tuple(config.image_size) if config.image_size else None
   if size is None and not listing.uniform_size:
     size = listing.first_size
@@ -283,9 +277,7 @@ def _load_folder(config):
   def decode(path, label):
     # decode_image reads JPEG/PNG/BMP/GIF by content; expand_animations=False keeps a
     # GIF's first frame as a 3-D image.
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                               expand_animations=False, dtype=tf.uint8)
-    image = _prepare_image(image, size)
+    image = _prepare_image(images_lib.decode(tf.io.read_file(path), channels), size)
     image.set_shape((height, width, channels))
     return image, label
 
@@ -310,7 +302,7 @@ def _load_folder(config):
 def _load_tfds(config):
   """A tfds image-classification dataset: `train` and `test` (or a fallback) splits.
 
-  The test split is `test`, else `validation`, else the last `validation_fraction` of
+  The test split is `test`, else `validation`, else the last `test_fraction` of
   `train` (by record order, which tfds fixed when preparing the data). The builder API is
   used rather than `tfds.load` because the splits are chosen from the builder's info.
   """
@@ -355,7 +347,7 @@ def _load_tfds(config):
       break
   if test_split is None:
     total = splits["train"].num_examples
-    n_test = min(max(int(round(total * config.validation_fraction)), 1), total - 1)
+    n_test = min(max(int(round(total * config.test_fraction)), 1), total - 1)
     train_split, test_split = f"train[:{total - n_test}]", f"train[{total - n_test}:]"
     logging.info("Dataset %s has no test or validation split: testing on %s.", name,
                  test_split)

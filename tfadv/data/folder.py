@@ -77,7 +77,7 @@ def split_per_class(labels, fraction, seed):
   return train.astype(np.int64), test.astype(np.int64)
 
 
-def scan(root, validation_fraction=0.2, seed=0):
+def scan(root, test_fraction=0.2, seed=0):
   """Lists, checks and splits the image folder at `root`.
 
   The train order is a seeded permutation (so a trainer's finite shuffle buffer sees
@@ -86,7 +86,7 @@ def scan(root, validation_fraction=0.2, seed=0):
 
   Args:
     root: the folder, in either layout described in the module docstring.
-    validation_fraction: for the class-folders layout, fraction of each class held out.
+    test_fraction: for the class-folders layout, fraction of each class held out for testing.
     seed: seed of that split and of the train order.
 
   Returns:
@@ -125,7 +125,7 @@ def scan(root, validation_fraction=0.2, seed=0):
   else:
     class_names = _class_folders(root)
     files, labels = _list_images(root, class_names)
-    train_idx, test_idx = split_per_class(labels, validation_fraction, seed)
+    train_idx, test_idx = split_per_class(labels, test_fraction, seed)
     train_files, train_labels = [files[i] for i in train_idx], [labels[i] for i in train_idx]
     test_files, test_labels = [files[i] for i in test_idx], [labels[i] for i in test_idx]
 

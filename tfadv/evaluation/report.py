@@ -15,6 +15,8 @@ against it); in short (extra keys may be added, none removed):
                  "clean": [[int]], "adversarial": [[int]]}  (rows: true, columns: predicted),
    # Added by the evaluation suite (optional when reading):
    "threat_model": "white" | "gray" | "black", "source_model": str (gray/black),
+   "training_threat": {"eps": float, "norm": str} (the training attack's budget),
+   "off_training_threat": [attack names evaluated at another eps or norm than it],
    "warnings": [str, ...] (tfadv.evaluation.sanity), "plots": {kind: "file.png"}}
 
 Every accuracy has its binomial standard error `sqrt(p (1 - p) / n)` beside it. The worst
@@ -181,6 +183,41 @@ def build(result, dataset, model, defense, eps, extra=None, class_names=None):
   return report
 
 
+def training_threat(report, eps, norm, skip=()):
+  """Fields saying whether the report's attacks ran at the training attack's eps and norm.
+
+  A model trained at eps = 8/255 but evaluated at 0.1 measures another threat than the one
+  it was trained for; the report (and the model card) then say so.
+
+  Args:
+    report: a report dict (its `attacks` with their `params`).
+    eps, norm: the training attack's budget.
+    skip: attack names that are sanity checks, not robustness figures (eps = 1).
+
+  Returns:
+    {"training_threat": {"eps", "norm"}, "off_training_threat": [names]}.
+  """
+  off = [name for name, entry in report["attacks"].items()
+         if name not in skip and (
+             not math.isclose(float(entry["params"].get("eps", eps)), eps, rel_tol=1e-9)
+             or entry["params"].get("norm", norm) != norm)]
+  return {"training_threat": {"eps": eps, "norm": norm}, "off_training_threat": off}
+
+
+def _training_threat_lines(report):
+  off = report.get("off_training_threat")
+  if not off:
+    return []
+  threat = report["training_threat"]
+  budgets = sorted({(report["attacks"][n]["params"].get("norm", threat["norm"]),
+                     _fmt(float(report["attacks"][n]["params"].get("eps", threat["eps"]))))
+                    for n in off})
+  return [f"Note: evaluated at {', '.join(f'{n} eps = {e}' for n, e in budgets)} "
+          f"({', '.join(off)}), not at the training threat ({threat['norm']} eps = "
+          f"{_fmt(float(threat['eps']))}): those figures measure another threat than the one "
+          "the model was trained for.", ""]
+
+
 def markdown(report):
   """A Markdown table of a report."""
   lines = [
@@ -189,6 +226,7 @@ def markdown(report):
       f"{report['num_examples']} test examples, eps = {report['eps']} (images in [0, 1]).",
       "",
       *_threat_lines(report),
+      *_training_threat_lines(report),
   ]
   # `defense_settings`: only what the recipe reads; older reports have `defense_config` only.
   weights = report.get("defense_settings")

@@ -24,22 +24,25 @@ def _convert(key, raw, spec):
     if raw.lower() in ("0", "false", "no"):
       return False
   else:
-    try:
-      return int(raw) if key in ("steps", "restarts") else float(raw)
+    try:  # eps and step_size may be fractions: pgd:eps=8/255:step_size=2/255.
+      return int(raw) if key in ("steps", "restarts") else config_lib.parse_number(raw, key)
     except ValueError:
       pass
-  raise ValueError(f"Invalid attacks: expected a {'boolean' if key == 'random_start' else 'number'}"
-                   f" for {key!r} in {spec!r}; received {raw!r}")
+  expected = {"random_start": "a boolean", "steps": "a number", "restarts": "a number"}.get(
+      key, "a number (or a fraction such as 8/255)")
+  raise ValueError(f"Invalid attacks: expected {expected} for {key!r} in {spec!r}; "
+                   f"received {raw!r}")
 
 
 def _convert_option(raw):
-  """An attack option's value: a boolean, an int, a float, or else the string itself."""
+  """An attack option's value: a boolean, an int, a float, a fraction (`2/255`, its value)
+  or else the string itself."""
   low = raw.lower()
   if low in ("true", "yes"):
     return True
   if low in ("false", "no"):
     return False
-  for kind in (int, float):
+  for kind in (int, lambda text: config_lib.parse_number(text, "option")):
     try:
       return kind(raw)
     except ValueError:
@@ -85,7 +88,7 @@ def steps_curve(steps, attack="pgd"):
   return f"{attack}:steps={'|'.join(counts)}"
 
 
-def parse_attacks(text, eps_values):
+def parse_attacks(text, eps_values, norm=None):
   """Parses a comma-separated attack list, one `AttackConfig` per attack and eps.
 
   Args:
@@ -95,7 +98,11 @@ def parse_attacks(text, eps_values):
       `eps_values`); every attack takes `num_examples` (run on the first that many test
       examples, e.g. `autoattack:num_examples=1000`); other attacks take `eps`, `norm` and the keyword arguments of their
       function (`registry.parameters(name)`), e.g. `rays:queries=10000`, `mim:decay=0.9`.
-    eps_values: sequence of epsilons each attack is run at.
+    eps_values: sequence of epsilons each attack is run at (numbers, or strings that may
+      be fractions: "8/255").
+    norm: the norm of attacks that set none and support it (the training norm, `linf` or
+      `l2`); None or an unsupported norm leaves each attack its own first norm (`linf`,
+      `l2` for cw_l2).
 
   Raises:
     ValueError: unknown attack names or keys, or malformed values (naming the piece).
@@ -133,11 +140,13 @@ def parse_attacks(text, eps_values):
       params[key] = _convert(key, raw, spec)
     if name == "fgsm":
       params.pop("steps", None)
-    norms = registry.NORMS.get(name)
-    if norms and "norm" not in params:
-      params["norm"] = norms[0]  # e.g. cw_l2 is an L2 attack.
+    norms = registry.spec(name).norms
+    if "norm" not in params:
+      default = getattr(norm, "value", norm)
+      params["norm"] = default if default in norms else norms[0]  # cw_l2 is an L2 attack.
     for eps in ([params.pop("eps")] if "eps" in params else eps_values):
-      attack = registry.validate(config_lib.AttackConfig(name=name, eps=float(eps),
+      attack = registry.validate(config_lib.AttackConfig(name=name,
+                                                         eps=config_lib.parse_number(eps, "eps"),
                                                          params=options, **params))
       if attack not in attacks:
         attacks.append(attack)

@@ -29,6 +29,14 @@ def _jsonable(value):
   return trainer.to_jsonable(value)
 
 
+def _data_key(data):
+  """The data config as the cell hashes saw it: `test_fraction` under its former name
+  `validation_fraction`, so that cells finished before the rename stay finished."""
+  value = _jsonable(data)
+  value["validation_fraction"] = value.pop("test_fraction")
+  return value
+
+
 def _group(study, defense):
   """The defense group: a defense trained on static models goes with `none`, its source."""
   if table.get(defense).static_sources:
@@ -56,7 +64,7 @@ def plan(study):
       static = ()
       if table.get(defense).static_sources:
         static = (train_cells[("none", "target")].hash,)
-      config = {"data": _jsonable(study.data), "model": _jsonable(model),
+      config = {"data": _data_key(study.data), "model": _jsonable(model),
                 "defense": defense, "training_attack": _jsonable(study.training_attack),
                 "train": dict(study.train), "seed": seed, "static": static}
       cell = cells_lib.Cell("train", defense, role, config, group)

@@ -11,7 +11,7 @@ error names the key, what was expected and what was received.
       "defenses": ["none", "pat", "alp", "at_alp"],           # tfadv.defenses.table names
       "seeds": [0, 1],              # target seed, then the gray-box copy's seed
       "train": {"train_steps": 2000, "batch_size": 64},       # TrainConfig fields
-      "training_attack": {"eps": 0.1, "steps": 7},            # budget of the defenses' attack
+      "training_attack": {"eps": 0.1, "steps": 7},            # budget ("8/255" works too)
       "evaluation": {"attacks": "fgsm,pgd:steps=10|20", "eps": [0.1], "num_examples": 1000,
                      "transfer_attacks": "fgsm,pgd:steps=20"},  # gray/black (default: attacks)
       "threat_models": ["white", "gray", "black"],
@@ -106,6 +106,18 @@ def _keys(section, value, allowed):
     _fail(f"{section} key", f"one of [{', '.join(allowed)}]", unknown[0])
 
 
+# Analysis options that are epsilons or radii: numbers, or fractions written as strings.
+_FRACTION_KEYS = ("eps", "radius")
+
+
+def _number(key, value):
+  """A number of the study file; strings may be fractions ("8/255" is 8/255, not 8)."""
+  try:
+    return config_lib.parse_number(value, key)
+  except ValueError:
+    _fail(key, "a number or a fraction such as \"8/255\"", value)
+
+
 def _dataclass(cls, section, value):
   _keys(section, value, [f.name for f in dataclasses.fields(cls)])
   try:
@@ -126,7 +138,11 @@ def parse(raw, source="<study>"):
   for key in ("name", "defenses"):
     if key not in raw:
       _fail(key, f"a value (required key of {source})", None)
-  data = _dataclass(config_lib.DataConfig, "data", raw.get("data", {}))
+  data_raw = raw.get("data", {})
+  if isinstance(data_raw, dict) and "validation_fraction" in data_raw:  # The former name.
+    data_raw = dict(data_raw)
+    data_raw.setdefault("test_fraction", data_raw.pop("validation_fraction"))
+  data = _dataclass(config_lib.DataConfig, "data", data_raw)
   model = _dataclass(config_lib.ModelConfig, "model", raw.get("model", {}))
   surrogate = None
   if raw.get("surrogate_model") is not None:
@@ -158,8 +174,11 @@ def parse(raw, source="<study>"):
   evaluation = raw.get("evaluation", {})
   _keys("evaluation", evaluation, _EVAL_KEYS)
   eps = evaluation.get("eps", [training_attack.eps])
-  if not isinstance(eps, list) or not eps or not all(
-      isinstance(e, (int, float)) and 0 < e <= 1 for e in eps):
+  if not isinstance(eps, list) or not eps:
+    _fail("evaluation eps", "a non-empty list of numbers in (0, 1] (or fractions: \"8/255\")",
+          eps)
+  eps = [_number("evaluation eps", e) for e in eps]
+  if not all(0 < e <= 1 for e in eps):
     _fail("evaluation eps", "a non-empty list of numbers in (0, 1]", eps)
   from tfadv.evaluation import specs  # pylint: disable=g-import-not-at-top
   for key in ("attacks", "transfer_attacks"):
@@ -184,9 +203,13 @@ def parse(raw, source="<study>"):
           raw.get("surrogate_model"))
   analysis = raw.get("analysis", {})
   _keys("analysis", analysis, _ANALYSIS_KEYS)
+  analysis = {k: (_number(f"analysis {k}", v) if k in _FRACTION_KEYS and v is not None else v)
+              for k, v in analysis.items()}
   claims = []
   for claim in raw.get("claims", []):
     _keys("claims item", claim, _CLAIM_KEYS)
+    if claim.get("eps") is not None:
+      claim = dict(claim, eps=_number("claims eps", claim["eps"]))
     try:
       claim = Claim(**claim)
     except TypeError as e:
