@@ -193,8 +193,8 @@ def define_model_flags(default="small_cnn", zoo_options=True):
   flags.DEFINE_string("model", default,
                       f"A zoo architecture [{', '.join(zoo.MODEL_NAMES)}], or your own model: "
                       "a .keras/.h5 file or a SavedModel directory (nested keras.applications "
-                      "X
-                      "'Your own model').")
+                      "backbones, a final softmax and 0..255 inputs are handled; see "
+                      "docs/own_model.md).")
   if zoo_options:
     flags.DEFINE_enum("weights", None, ["imagenet"],
                       "Pretrained weights for resnet50/101/152 (needs the weights file).")
