@@ -88,6 +88,28 @@ def test_apgd_t_matches_lockstep(model_fn, batch):
   _assert_same(attack(apgd.apgd_t), attack(lockstep.apgd_t), model_fn, y)
 
 
+def _runner_up_unreachable(z):
+  """Logits [0, -0.3, 10 (mean(z) - 0.8), -5, ...]: class 1 (runner-up while class 2 is
+  below -0.3) cannot be reached, class 2 can, so APGD-T fools some examples only with its
+  second target."""
+  mean = tf.reduce_mean(z, axis=[1, 2, 3])
+  const = tf.ones_like(mean)
+  return tf.stack([0.0 * const, -0.3 * const, 10.0 * (mean - 0.8)] + [-5.0 * const] * 7, 1)
+
+
+def test_apgd_t_attacks_later_targets_on_every_unfooled_example():
+  # Mean intensities from 0.79 down to 0.3, the first two moved to the end, so that the
+  # first and the last examples of the batch are fooled (an off-by-one shows).
+  x = tf.roll(tf.linspace(0.79, 0.3, 48), -2, 0)[:, None, None, None] * tf.ones([1, 8, 8, 1])
+  y = tf.zeros([48], tf.int32)
+  attack = lambda f, targets: tf.function(lambda x, y: f(
+      _runner_up_unreachable, x, y, 0.1, steps=4, target_classes=targets, seed=SEED))(x, y)
+  new = attack(apgd.apgd_t, 2)
+  np.testing.assert_array_equal(new.numpy(), attack(lockstep.apgd_t, 2).numpy())
+  fooled = lambda x_adv: int(np.sum(np.argmax(_runner_up_unreachable(x_adv), -1) != 0))
+  assert 0 < fooled(attack(lockstep.apgd_t, 1)) < fooled(new) < len(y)
+
+
 def test_apgd_restarts_match_lockstep(model_fn, batch):
   x, y = batch
   attack = lambda f: tf.function(lambda x, y: f(
