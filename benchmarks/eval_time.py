@@ -220,10 +220,11 @@ def profile(model, test, name):
 
 def print_table(rows, names):
   systems = [s for s in SYSTEMS if s in rows]
-  head = " | ".join(f"{s} s | {s} acc" for s in systems)
   ratios = [s for s in systems if s != "tfadv"]
-  print(f"\n| attack | {head} | " + " | ".join(f"tfadv ÷ {s}" for s in ratios) + " |")
-  print("|---" * (1 + 2 * len(systems) + len(ratios)) + "|")
+  head = [f"{s} {unit}" for s in systems for unit in ("s", "acc")]
+  head += [f"tfadv ÷ {s}" for s in ratios]
+  print("\n| attack | " + " | ".join(head) + " |")
+  print("|---" * (1 + len(head)) + "|")
   for name in names:
     cells = []
     for s in systems:
