@@ -37,7 +37,9 @@ setuptools.setup(
         # NSL 1.4.0 runs only on legacy tf-keras, which must be installed separately with
         # `pip install --no-deps "tf-keras>=2.21,<2.22"`: it requires the full `tensorflow`
         # wheel, which would replace tensorflow-cpu (as tensorflow-serving-api does).
-        "bench": ["adversarial-robustness-toolbox==1.20.1", "neural-structured-learning==1.4.0"],
+        # ART's AutoAttack imports `multiprocess` without declaring it (benchmarks/eval_time.py).
+        "bench": ["adversarial-robustness-toolbox==1.20.1", "multiprocess>=0.70",
+                  "neural-structured-learning==1.4.0"],
     },
     entry_points={
         "console_scripts": [

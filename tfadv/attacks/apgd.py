@@ -10,7 +10,8 @@ returned image is, per example, an adversarial iterate when one was found (else 
 iterate of the highest loss).
 
 Losses: `ce` (APGD-CE), `dlr` (untargeted DLR) and the targeted DLR of APGD-T, which
-attacks, one after the other, the classes ranked 2nd, 3rd, ... by the clean logits.
+attacks, one after the other, the classes ranked 2nd, 3rd, ... by the clean logits. Each
+further target (and restart) runs only on the examples not fooled yet, as in the reference.
 """
 
 import math
@@ -45,15 +46,24 @@ def schedule(steps):
   return (max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1))
 
 
-def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75, eot_iter=1):
-  """One APGD run; returns (adversarial-or-best images, fooled [B])."""
-  batch = tf.shape(x)[0]
+def _noise(shape, order, seed):
+  """The random start's direction: uniform in [-1, 1] (L-inf) or Gaussian (L2)."""
   if seed is None:
-    noise = tf.random.uniform(tf.shape(x), -1.0, 1.0) if order == math.inf else (
-        tf.random.normal(tf.shape(x)))
-  else:
-    noise = (tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0) if order == math.inf
-             else tf.random.stateless_normal(tf.shape(x), seed))
+    return tf.random.uniform(shape, -1.0, 1.0) if order == math.inf else (
+        tf.random.normal(shape))
+  return (tf.random.stateless_uniform(shape, seed, -1.0, 1.0) if order == math.inf
+          else tf.random.stateless_normal(shape, seed))
+
+
+def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75, eot_iter=1, noise=None):
+  """One APGD run; returns (adversarial-or-best images, fooled [B]).
+
+  `noise` (the start's direction, else drawn from `seed`) lets a run on some rows of a batch
+  start where a run on the whole batch would have.
+  """
+  batch = tf.shape(x)[0]
+  if noise is None:
+    noise = _noise(tf.shape(x), order, seed)
   if order == math.inf:
     peak = tf.reduce_max(tf.abs(tf.reshape(noise, [batch, -1])), axis=1)
     start = x + eps * noise / tf.reshape(peak + 1e-12, [-1, 1, 1, 1])
@@ -144,6 +154,29 @@ def _run(model_fn, x, y, eps, order, steps, loss_fn, seed, rho=0.75, eot_iter=1)
   return tf.where(fooled[:, None, None, None], x_best_adv, x_best), fooled
 
 
+def _on_unfooled(model_fn, x, y, eps, order, steps, loss_on, seed, rho, eot_iter, best,
+                 fooled):
+  """One more run (a restart, a target) on the examples not fooled yet; (best, fooled).
+
+  The model sees only those rows (as the reference's `ind_to_fool`); their random starts are
+  drawn for the whole batch and gathered, so each example starts where a run on the whole
+  batch would have. `loss_on(rows)` is the loss for those rows.
+  """
+  rows = tf.where(tf.logical_not(fooled))[:, 0]
+
+  def attack_rows():
+    noise = tf.gather(_noise(tf.shape(x), order, seed), rows)
+    x_adv, now = _run(model_fn, tf.gather(x, rows), tf.gather(y, rows), eps, order, steps,
+                      loss_on(rows), seed, rho, eot_iter, noise)
+    at = rows[:, None]
+    best_rows = tf.where(now[:, None, None, None], x_adv, tf.gather(best, rows))
+    return (tf.tensor_scatter_nd_update(best, at, best_rows),
+            tf.tensor_scatter_nd_update(fooled, at, now))
+
+  # The model is never called on an empty batch (a Flatten layer fails on one).
+  return tf.cond(tf.size(rows) > 0, attack_rows, lambda: (best, fooled))
+
+
 def _seed(seed, offset):
   if seed is None:
     return None
@@ -181,13 +214,11 @@ def apgd(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, loss="ce", rho
   if loss not in losses:
     raise ValueError(f"Invalid loss: expected one of [ce, dlr] for apgd; received "
                      f"loss={loss!r}")
-  best, fooled = x, tf.zeros([tf.shape(x)[0]], tf.bool)
-  for restart in range(restarts):
-    x_adv, now = _run(model_fn, x, y, eps, order, steps, losses[loss], _seed(seed, restart),
-                      rho, eot_iter)
-    take = tf.logical_and(now, tf.logical_not(fooled))
-    best = tf.where(take[:, None, None, None], x_adv, best if restart else x_adv)
-    fooled = tf.logical_or(fooled, now)
+  best, fooled = _run(model_fn, x, y, eps, order, steps, losses[loss], _seed(seed, 0), rho,
+                      eot_iter)
+  for restart in range(1, restarts):
+    best, fooled = _on_unfooled(model_fn, x, y, eps, order, steps, lambda rows: losses[loss],
+                                _seed(seed, restart), rho, eot_iter, best, fooled)
   return common.project(x, best, eps, order)
 
 
@@ -225,13 +256,14 @@ def apgd_t(model_fn, x, y, eps, norm="linf", steps=100, restarts=1, target_class
     # then 0 and the (already misclassified) example stays as it is.
     def one_target(t=t, best=best, fooled=fooled):
       target = ranked[:, t + 1]
-      loss_fn = lambda labels, logits: objectives.dlr_targeted(labels, logits, target)
+
+      def loss_on(rows):
+        row_target = tf.gather(target, rows)
+        return lambda labels, logits: objectives.dlr_targeted(labels, logits, row_target)
+
       for restart in range(restarts):
-        x_adv, now = _run(model_fn, x, y, eps, order, steps, loss_fn,
-                          _seed(seed, 100 * (t + 1) + restart), rho)
-        take = tf.logical_and(now, tf.logical_not(fooled))
-        best = tf.where(take[:, None, None, None], x_adv, best)
-        fooled = tf.logical_or(fooled, now)
+        best, fooled = _on_unfooled(model_fn, x, y, eps, order, steps, loss_on,
+                                    _seed(seed, 100 * (t + 1) + restart), rho, 1, best, fooled)
       return best, fooled
 
     if static:

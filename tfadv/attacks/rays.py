@@ -18,7 +18,12 @@ shrinking it, which does not change robust accuracy) or when it has used `querie
 predictions (the bisection under way finishes, as in the reference).
 
 Our TensorFlow version, vectorised over the batch: every example flips the same block at
-the same time, each with its own direction, radius and query count.
+the same time, each with its own direction, radius and query count. As in the reference,
+the model sees only the examples that still need a query: each flip queries the active
+examples (radius above `eps`, queries left), and each bisection step only the examples
+whose probe hit and whose interval is still wider than the tolerance (gathered, then
+scattered back). Each example's result is the one of the lock-step version that ran every
+query on the whole batch and masked the finished examples.
 """
 
 import math
@@ -87,29 +92,37 @@ def rays(model_fn, x, y, eps, norm="linf", queries=10000, tolerance=None):
   dim = int(x.shape[1] * x.shape[2] * x.shape[3])
   tol = 1e-3 / math.sqrt(dim) if tolerance is None else float(tolerance)
   flat_x = _to_flat(x)
+  image_shape = [int(x.shape[1]), int(x.shape[2]), int(x.shape[3])]
 
-  def wrong(direction, radius):
-    """One query per example: is clip(x + radius * direction) misclassified."""
-    image = tf.clip_by_value(flat_x + radius[:, None] * direction, 0.0, 1.0)
-    labels = tf.argmax(model_fn(_from_flat(image, shape)), -1, output_type=tf.int32)
-    return tf.not_equal(labels, y)
+  def wrong(flat, labels, direction, radius):
+    """One query per row: is clip(flat + radius * direction) misclassified."""
+    image = tf.clip_by_value(flat + radius[:, None] * direction, 0.0, 1.0)
+    rows = tf.concat([tf.shape(flat)[:1], image_shape], 0)
+    predicted = tf.argmax(model_fn(_from_flat(image, rows)), -1, output_type=tf.int32)
+    return tf.not_equal(predicted, labels)
 
-  def bisect(direction, hi, todo, used):
-    """Smallest misclassified radius in (0, hi] along `direction` (hi is misclassified)."""
+  def bisect(flat, labels, direction, hi):
+    """Smallest misclassified radius in (0, hi] along each row's direction (hi misclassified).
 
-    def body(lo, hi, used):
-      search = tf.logical_and(todo, hi - lo > tol)
-      mid = (lo + hi) / 2.0
-      hit = wrong(direction, mid)
-      used += tf.cast(search, tf.int32)
-      hi = tf.where(tf.logical_and(search, hit), mid, hi)
-      lo = tf.where(tf.logical_and(search, tf.logical_not(hit)), mid, lo)
-      return lo, hi, used
+    Each step queries only the rows whose interval is still wider than `tol`. Returns the
+    radii and the queries each row spent.
+    """
 
-    _, hi, used = tf.while_loop(
-        lambda lo, hi, used: tf.reduce_any(tf.logical_and(todo, hi - lo > tol)), body,
-        (tf.zeros_like(hi), hi, used))
-    return hi, used
+    def body(lo, hi, spent):
+      rows = tf.where(hi - lo > tol)[:, 0]
+      lo_s, hi_s = tf.gather(lo, rows), tf.gather(hi, rows)
+      mid = (lo_s + hi_s) / 2.0
+      hit = wrong(tf.gather(flat, rows), tf.gather(labels, rows), tf.gather(direction, rows),
+                  mid)
+      at = rows[:, None]
+      return (tf.tensor_scatter_nd_update(lo, at, tf.where(hit, lo_s, mid)),
+              tf.tensor_scatter_nd_update(hi, at, tf.where(hit, mid, hi_s)),
+              tf.tensor_scatter_nd_add(spent, at, tf.ones_like(rows, tf.int32)))
+
+    _, hi, spent = tf.while_loop(
+        lambda lo, hi, spent: tf.reduce_any(hi - lo > tol), body,
+        (tf.zeros_like(hi), hi, tf.zeros_like(hi, tf.int32)))
+    return hi, spent
 
   def active(radius, used):
     return tf.logical_and(radius > eps, used < queries)
@@ -118,16 +131,25 @@ def rays(model_fn, x, y, eps, norm="linf", queries=10000, tolerance=None):
     start, end = block_bounds(stage, block, dim)
     index = tf.range(dim)
     in_block = tf.logical_and(index >= start, index < end)
-    todo = active(radius, used)
-    flipped = tf.where(in_block[None, :], -direction, direction)
+    todo = tf.where(active(radius, used))[:, 0]
+    flipped = tf.where(in_block[None, :], -tf.gather(direction, todo),
+                       tf.gather(direction, todo))
     # Radius 1 reaches the corner of the box along any ray (the reference's infinity).
-    probe = tf.minimum(radius, 1.0)
-    hit = tf.logical_and(todo, wrong(flipped, probe))
-    used += tf.cast(todo, tf.int32)
-    new_radius, used = bisect(flipped, probe, hit, used)
-    better = tf.logical_and(hit, new_radius < radius)
-    direction = tf.where(better[:, None], flipped, direction)
-    radius = tf.where(better, new_radius, radius)
+    probe = tf.minimum(tf.gather(radius, todo), 1.0)
+    hit = tf.where(wrong(tf.gather(flat_x, todo), tf.gather(y, todo), flipped, probe))[:, 0]
+    used = tf.tensor_scatter_nd_add(used, todo[:, None], tf.ones_like(todo, tf.int32))
+    # The bisection runs on the examples whose probe hit (`rows` of the batch).
+    rows = tf.gather(todo, hit)
+    flipped = tf.gather(flipped, hit)
+    new_radius, spent = bisect(tf.gather(flat_x, rows), tf.gather(y, rows), flipped,
+                               tf.gather(probe, hit))
+    used = tf.tensor_scatter_nd_add(used, rows[:, None], spent)
+    better = new_radius < tf.gather(radius, rows)
+    at = rows[:, None]
+    direction = tf.tensor_scatter_nd_update(
+        direction, at, tf.where(better[:, None], flipped, tf.gather(direction, rows)))
+    radius = tf.tensor_scatter_nd_update(
+        radius, at, tf.where(better, new_radius, tf.gather(radius, rows)))
     stage, block = next_block(stage, block, end, dim)
     return stage, block, direction, radius, used
 

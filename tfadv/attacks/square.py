@@ -3,7 +3,9 @@
 Our TensorFlow version of the published algorithm (the reference is AutoAttack's
 `square.py`). Only the model's logits are used, never its gradients. Per query one random
 square window of side `round(sqrt(p * H * W))` is changed and the change is kept when the
-margin `z_y - max_{j != y} z_j` decreases; examples already misclassified stop changing.
+margin `z_y - max_{j != y} z_j` decreases; examples already misclassified stop changing,
+and the model is queried only on the others (the candidates are still drawn for the whole
+batch, so every example's random stream is the one of a lock-step run).
 
 - L-inf: start from vertical stripes of +-eps; the window is set to a random +-eps per
   channel.
@@ -217,14 +219,19 @@ def square(model_fn, x, y, eps, norm="linf", queries=5000, p_init=0.8, rescale_s
 
   def body(i, x_best, margin):
     s_i = seed + tf.cast(tf.stack([0, 1 + 9 * i]), tf.int64)
+    # Candidates are drawn for the whole batch (each example keeps its random stream
+    # whatever the others do); the model sees only the still correctly classified ones.
     candidate = candidate_fn(i, x_best, s_i)
-    active = margin > 0  # Still correctly classified.
-    new_margin = _margin(model_fn, candidate, y)
-    accept = tf.logical_and(active, new_margin < margin)
-    x_best = tf.ensure_shape(tf.where(accept[:, None, None, None], candidate, x_best),
-                             x.shape)
-    margin = tf.where(accept, new_margin, margin)
-    return i + 1, x_best, margin
+    active = tf.where(margin > 0)[:, 0]
+    candidate = tf.gather(candidate, active)
+    new_margin = _margin(model_fn, candidate, tf.gather(y, active))
+    accept = new_margin < tf.gather(margin, active)
+    at = active[:, None]
+    x_best = tf.tensor_scatter_nd_update(
+        x_best, at, tf.where(accept[:, None, None, None], candidate, tf.gather(x_best, active)))
+    margin = tf.tensor_scatter_nd_update(
+        margin, at, tf.where(accept, new_margin, tf.gather(margin, active)))
+    return i + 1, tf.ensure_shape(x_best, x.shape), margin
 
   _, x_best, _ = tf.while_loop(
       lambda i, x_best, margin: tf.logical_and(i < queries - 1, tf.reduce_any(margin > 0)),

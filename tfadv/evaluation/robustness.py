@@ -1,8 +1,11 @@
 """Accuracy of a model on clean images and under a list of attacks.
 
 Every attack sees the same test examples; an example counts as robust under an attack when
-the model still predicts its true label on the attack's output. Attacks run on the model in
-inference mode inside a `tf.function`, batch by batch.
+the model predicts its true label on the clean image and on the attack's output (as
+AutoAttack and RobustBench count). The clean pass runs once; each attack then runs only on
+the examples it classified correctly (the others keep their clean prediction). Attacks run
+on the model in inference mode inside a `tf.function` per attack, traced once for all
+batches (the batch dimension of its signature is unknown).
 """
 
 import dataclasses
@@ -102,23 +105,28 @@ def attack_labels(attacks):
   return labels
 
 
-def _counter(predict_fn, strategy):
-  """A tf.function `(x, y) -> (correct, examples, predictions, labels)` over one batch.
+def _counter(predict_fn, strategy, spec):
+  """A tf.function `(x, y[, clean]) -> (correct, examples, predictions, labels)` per batch.
 
-  `predict_fn(x, y) -> int32 [B]` predicted classes; under a strategy the per-replica
-  predictions and labels are gathered in replica order (the same split for every attack,
-  so per-example outcomes line up across attacks).
+  `predict_fn(x, y, clean) -> int32 [B]` predicted classes, given the clean pass's
+  predictions `clean` of the batch when the caller has them (one device), else None; under
+  a strategy the per-replica predictions and labels are gathered in replica order (the same
+  split for every attack, so per-example outcomes line up across attacks). `spec` is the
+  batches' element_spec (batch dimension None): one trace serves every batch, the last,
+  shorter one included.
   """
 
-  def replica(x, y):
+  def replica(x, y, clean=None):
     y = tf.cast(y, tf.int32)
-    pred = predict_fn(x, y)
+    pred = predict_fn(x, y, clean)
     return tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.int32)), tf.shape(y)[0], pred, y
 
   if strategy is None:
-    return tf.function(replica)
+    image, label = spec
+    return tf.function(replica, input_signature=(
+        image, label, tf.TensorSpec([None], tf.int32)))
 
-  @tf.function
+  @tf.function(input_signature=spec)
   def distributed(x, y):
     correct, seen, pred, labels = strategy.run(replica, args=(x, y))
     return (strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
@@ -194,10 +202,15 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
     # Random starts draw from TF's global RNG: reseed per attack, so an attack's figure
     # does not depend on which attacks ran before it (a resumed evaluation skips some).
     tf.random.set_seed(zlib.crc32(label.encode()))
-    counter = _counter(predict_fn, strategy)
+    counter = _counter(predict_fn, strategy, batches.element_spec)
     total, seen, predictions = 0, 0, []
     for x, y in (batched(limits[label]) if label in limits else batches):
-      correct, examples, pred, y_seen = counter(x, y)
+      if strategy is None:  # This batch's clean predictions (the clean pass: a stand-in).
+        clean = (tf.zeros(tf.shape(y)[:1], tf.int32) if label == "clean"
+                 else clean_pred[seen:seen + int(tf.shape(y)[0])])
+        correct, examples, pred, y_seen = counter(x, y, clean)
+      else:
+        correct, examples, pred, y_seen = counter(x, y)
       total += int(correct)
       seen += int(examples)
       predictions.append(pred.numpy())
@@ -213,14 +226,26 @@ def evaluate(model, dataset, attacks: Sequence, num_examples: Optional[int] = No
                 labels=np.concatenate(true_labels) if label == "clean" else None)
     return total, seen, predictions
 
-  true_labels = []
-  clean, seen, clean_pred = run("clean", lambda x, y: _predict(model_fn(x)))
+  true_labels, clean_pred = [], None
+  clean, seen, clean_pred = run("clean", lambda x, y, clean: _predict(model_fn(x)))
   labels_seen = np.concatenate(true_labels) if true_labels else cache.labels("clean")
   correct, predictions, examples = {}, {}, {}
   for label, fn in bound.items():
 
-    def adv_predict(x, y, fn=fn):
-      return _predict(model_fn(fn(source_fn, x, y)))
+    def adv_predict(x, y, clean, fn=fn):
+      # Only the clean-correct examples are attacked (under a strategy each replica
+      # predicts its share again: one forward pass).
+      if clean is None:
+        clean = _predict(model_fn(x))
+      rows = tf.where(tf.equal(clean, y))[:, 0]
+
+      def attack_rows():
+        xs, ys = tf.gather(x, rows), tf.gather(y, rows)
+        return tf.tensor_scatter_nd_update(clean, rows[:, None],
+                                           _predict(model_fn(fn(source_fn, xs, ys))))
+
+      # A model may fail on an empty batch (Keras' Flatten does): skip it.
+      return tf.cond(tf.size(rows) > 0, attack_rows, lambda: clean)
 
     correct[label], attack_seen, pred = run(label, adv_predict)
     expected = min(seen, limits.get(label, seen))
