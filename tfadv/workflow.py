@@ -51,16 +51,22 @@ class LoadedModel:
   layers: Optional[dict] = None  # The taps, Grad-CAM layer and adaptations (sources).
 
 
-def _progress_bar(total, enabled):
-  """A callable `(label, done)` drawing one progress bar per attack, or None."""
+def _progress_bar(total, enabled, limits=None):
+  """A callable `(label, done)` drawing one progress bar per attack, or None.
+
+  `limits` maps an attack's label to its own example limit (AutoAttack on the first 1,000).
+  """
   if not enabled:
     return None
   bars = {}
+  limits = dict(limits or {})
 
   def update(label, done):
     if label not in bars:
       print(f"{label}:", flush=True)
-      bars[label] = keras.utils.Progbar(total, unit_name="example")
+      limit = limits.get(label)
+      bars[label] = keras.utils.Progbar(min(total, limit) if limit else total,
+                                        unit_name="example")
     bars[label].update(done)
 
   return update
@@ -104,7 +110,9 @@ def evaluate_model(model, data, eval_config, model_name, defense_name, eps, dire
         fingerprint, num_examples=eval_config.num_examples, dataset=data.name,
         threat_model=eval_config.threat_model.value))
   if not callable(progress):
-    progress = _progress_bar(total, progress and total is not None)
+    limits = {label: a.num_examples for label, a in zip(robustness.attack_labels(attacks),
+                                                          attacks) if a.num_examples}
+    progress = _progress_bar(total, progress and total is not None, limits)
   result = robustness.evaluate(model, data.test, attacks, eval_config.num_examples,
                                eval_config.batch_size, progress, source_model=source_model,
                                cache=cache, strategy=strategy)
