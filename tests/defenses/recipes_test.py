@@ -98,7 +98,7 @@ def test_settings_record_the_terms_and_weights_that_shaped_the_loss():
   config = config_lib.DefenseConfig(name="at_alp", terms=(T("alp", 0.3),))
   settings = recipes.settings(config)
   assert settings == {"attack": "pgd", "clean_ce": 0.5, "adv_ce": 0.5, "alp": 0.3,
-                      "at": 1.0, "at.taps": None, "at.p": 2.0,
+                      "at": 1.0, "at.taps": "all", "at.p": 2.0,
                       "clean_ce.label_smoothing": 0.0, "adv_ce.label_smoothing": 0.0}
   assert recipes.settings(config_lib.DefenseConfig(name="none")) == {
       "attack": None, "clean_ce": 1.0, "clean_ce.label_smoothing": 0.0}

@@ -167,7 +167,9 @@ def settings(config):
     out["attack_training_mode"] = True
   for term in recipe.terms:
     out[term.name] = term.weight
-    out.update({f"{term.name}.{k}": v for k, v in term.options.items()})
+    # An option left at None means "all" (at.taps: every tap the model has).
+    out.update({f"{term.name}.{k}": ("all" if v is None and k == "taps" else v)
+                for k, v in term.options.items()})
   if recipe.wrapper:
     out["wrapper"] = recipe.wrapper
     out.update({f"{recipe.wrapper}.{k}": v for k, v in recipe.wrapper_options.items()})
