@@ -82,9 +82,9 @@ COVERAGE = {
         "name": "tests/data/datasets_test.py",
         "data_dir": "tests/data/datasets_test.py",
         "image_size": "tests/trainers/cli_test.py",
-        "validation_fraction": "tests/data/datasets_test.py",
+        "test_fraction": "tests/data/datasets_test.py::test_digits_split_sizes_values_and_determinism",
         "shuffle_buffer": _HERE + "test_first_step_is_sgd_on_the_first_batch_from_the_seeded_init",
-        "seed": "tests/data/datasets_test.py",
+        "seed": "tests/data/datasets_test.py::test_folder_of_class_folders_is_split_per_class_with_seed",
     },
 }
 
