@@ -175,3 +175,39 @@ def assert_valid(document, kind="report"):
   assert not errors, f"{kind} does not match docs/{SCHEMAS[kind]}: " + "; ".join(
       f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in errors[:5])
   return document
+
+
+def first_sgd_step(model_config, data, x, y, seed, learning_rate, label_smoothing=0.0):
+  """The weights {path: array} after one step of `none` (clean cross-entropy) with SGD.
+
+  Computed here, independently of the trainer: the model built as `trainer.train` builds
+  it (after `keras.utils.set_random_seed(seed)`), the mean cross-entropy of batch (x, y),
+  and SGD's first update `w - lr * g` (its momentum starts at zero). Tests compare a
+  one-step run of the trainer with this to see that an option reached the step.
+  """
+  from tfadv.models import zoo  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  model = zoo.build_model(model_config, data.image_shape, data.num_classes)
+  num_classes = data.num_classes
+  with tf.GradientTape() as tape:
+    logits = model(tf.convert_to_tensor(x), training=True)
+    target = tf.one_hot(tf.cast(y, tf.int32), num_classes)
+    target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
+    loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(target, logits))
+  grads = tape.gradient(loss, model.trainable_variables)
+  return {v.path: (v - learning_rate * g).numpy()
+          for v, g in zip(model.trainable_variables, grads)}
+
+
+def assert_weights(model, expected, rtol=1e-4, atol=1e-6):
+  """Asserts that `model`'s trainable weights equal `expected` ({path: array})."""
+  actual = {v.path: v.numpy() for v in model.trainable_variables}
+  assert set(actual) == set(expected), (sorted(actual), sorted(expected))
+  for path, value in expected.items():
+    np.testing.assert_allclose(actual[path], value, rtol=rtol, atol=atol, err_msg=path)
+
+
+def differs(model, expected, atol=1e-5):
+  """Whether some trainable weight of `model` differs from `expected` ({path: array})."""
+  return any(not np.allclose(v.numpy(), expected[v.path], atol=atol)
+             for v in model.trainable_variables)

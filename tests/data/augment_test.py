@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfadv import config as config_lib
 from tfadv.data import augment
+from tfadv.data import datasets
 from tfadv.training import trainer
 
 
@@ -93,3 +94,25 @@ def test_none_leaves_the_pipeline_alone():
   assert augment.augment_fn("none", 0) is None
   with pytest.raises(ValueError):
     config_lib.TrainConfig(augment="cutout")
+
+
+def test_the_trainer_steps_on_the_augmented_batch(tmp_path):
+  """`TrainConfig.augment` reaches training: one SGD step of the trainer equals the step
+  computed here on crop_flip(first batch, seed, step 0); not on the plain batch (ignored
+  option), not on a twice-augmented one."""
+  from tests import testing  # pylint: disable=g-import-not-at-top
+  data_config = config_lib.DataConfig(name="digits", shuffle_buffer=1)  # batches in order
+  data = datasets.load(data_config)
+  model = config_lib.ModelConfig(name="small_cnn", width=4)
+  config = config_lib.TrainConfig(
+      model_dir=str(tmp_path), batch_size=32, train_steps=1, optimizer="sgd",
+      learning_rate=0.5, augment="crop_flip", seed=7, checkpoint_every=10, image_every=0,
+      progress=False)
+  result = trainer.train(data, model, config_lib.DefenseConfig(name="none"), config,
+                         data_config)
+  x, y = next(iter(data.train.batch(32)))
+  crops = augment.random_crop_flip(x, seed=7, step=0)
+  testing.assert_weights(result.model, testing.first_sgd_step(model, data, crops, y, 7, 0.5))
+  assert testing.differs(result.model, testing.first_sgd_step(model, data, x, y, 7, 0.5))
+  twice = augment.random_crop_flip(crops, seed=7, step=0)
+  assert testing.differs(result.model, testing.first_sgd_step(model, data, twice, y, 7, 0.5))

@@ -44,7 +44,19 @@ def test_ensemble_export_explains_with_its_own_taps(tmp_path):
   loaded, version = _train_and_export(tmp_path, "adp")
   x = tf.random.stateless_uniform([2, 8, 8, 1], seed=[3, 4])
   out = loaded.signatures["explain"](images=x)
-  assert out["gradcam"].shape[0] == 2 and np.all(np.isfinite(out["gradcam"].numpy()))
+  # The served maps are those of the run's own tapped model (the taps and Grad-CAM layer the
+  # defense trains with: member 0's), recomputed here from the checkpoint.
+  from tfadv import workflow  # pylint: disable=g-import-not-at-top
+  from tfadv.attention import gradcam, maps  # pylint: disable=g-import-not-at-top
+  run = workflow.load_trained(str(tmp_path / "run"))
+  cam, result = gradcam.gradcam(run.tapped, x, training=False)
+  expected = gradcam.normalize_cam(cam, size=(8, 8)).numpy()
+  np.testing.assert_allclose(out["gradcam"].numpy(), expected, rtol=1e-4, atol=1e-5)
+  assert np.ptp(expected) > 1e-3  # not a constant map that any layer would give
+  for i, features in enumerate(result["taps"]):
+    np.testing.assert_allclose(out[f"attention_{i}"].numpy(),
+                               maps.attention_image(features).numpy(), rtol=1e-4, atol=1e-5)
+  assert len(result["taps"]) >= 2 and "attention_0" in out
   logits = loaded.signatures["serving_default"](images=x)["logits"].numpy()
   # ADP's logits are log mean softmax of the members: their exp sums to one.
   np.testing.assert_allclose(np.exp(logits).sum(-1), 1.0, rtol=1e-4)

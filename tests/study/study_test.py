@@ -7,11 +7,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from tfadv.study import cells
 from tfadv.study import runner
 from tfadv.study import spec
+from tfadv.study import summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,7 +74,15 @@ def test_killed_rerun_and_sharded_studies_equal_an_uninterrupted_one(tmp_path):
   assert set(table) == {"none", "pat"}
   assert set(table["pat"]["attacks"]) == {"white", "gray"}
   assert set(table["pat"]["attacks"]["gray"]) == {"fgsm", "pgd3", "pgd6"}
-  assert reference["claims"][0]["verdict"]
+  # The claim's verdict, derived here from the table: pat vs none under gray-box PGD-6.
+  claim = reference["claims"][0]
+  pat, none = (table[d]["attacks"]["gray"]["pgd6"] for d in ("pat", "none"))
+  diff = 100 * (pat["accuracy"] - none["accuracy"])
+  se = 100 * (pat["se"] ** 2 + none["se"] ** 2) ** 0.5
+  assert np.isclose(claim["difference_points"], diff) and np.isclose(claim["se_points"], se)
+  assert claim["verdict"] == ("within noise (|difference| < 2 standard errors)"
+                              if abs(diff) < 2 * se else
+                              "holds" if diff > 0 else "refuted (the opposite holds)")
   for name in ("accuracy_vs_steps.png", "attention_side_by_side.png", "study.md"):
     assert os.path.getsize(whole / name) > 0
   markdown = (whole / "study.md").read_text()
@@ -81,12 +91,11 @@ def test_killed_rerun_and_sharded_studies_equal_an_uninterrupted_one(tmp_path):
   # Shard 0 of 2 (the `none` group), killed once two cells have finished.
   sharded = tmp_path / "sharded"
   proc = _cli(f"--study={study_file}", f"--output_dir={sharded}", "--shard=0/2")
-  deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    folder = sharded / "cells"
-    if folder.is_dir() and len(os.listdir(folder)) >= 2:
-      break
-    time.sleep(0.2)
+  # The event: two finished cells (no deadline; a child that exits ends the wait too).
+  folder = sharded / "cells"
+  while proc.poll() is None and not (folder.is_dir() and len(os.listdir(folder)) >= 2):
+    time.sleep(0.05)
+  assert proc.poll() is None, proc.communicate()[0][-3000:]
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   kept = _mtimes(sharded)
@@ -165,3 +174,34 @@ def test_shipped_study_files_parse():
   for name in names:
     study = spec.load(os.path.join(folder, name))
     assert runner.plan(study)
+
+
+def _entry(**attacks):
+  """A results entry with gray-box attacks {label: (accuracy, n, eps)}."""
+  gray = {label: dict(accuracy=a, se=summary._se(a, n), n=n, eps=eps, attack="pgd")
+          for label, (a, n, eps) in attacks.items()}
+  return {"attacks": {"gray": gray}}
+
+
+@pytest.mark.parametrize("better,than,eps,verdict,points", [
+    (0.60, 0.20, 0.1, "holds", 40.0),
+    (0.20, 0.60, 0.1, "refuted (the opposite holds)", -40.0),
+    (0.52, 0.50, 0.1, "within noise (|difference| < 2 standard errors)", 2.0),
+    (0.60, 0.20, 0.3, "not measured (the attack or eps is not in the study)", None),
+])
+def test_claims_verdicts(tmp_path, better, than, eps, verdict, points):
+  claim = {"better": "pat", "than": "none", "attack": "pgd6", "threat": "gray", "eps": eps,
+           "paper": "P"}
+  study = spec.load(_write_study(tmp_path / "s.json", claims=[claim]))
+  # 400 examples: se of 0.5 is 2.5 points, so 40 points hold and 2 points are noise.
+  table = {"pat": _entry(pgd3=(0.0, 400, 0.1), pgd6=(better, 400, 0.1)),
+           "none": _entry(pgd3=(1.0, 400, 0.1), pgd6=(than, 400, 0.1))}
+  row, = summary.claims(study, table)
+  assert row["verdict"] == verdict and row["paper"] == "P"
+  assert row["claim"].startswith("pat > none under gray-box pgd6")
+  if points is None:
+    assert "difference_points" not in row
+    return
+  assert np.isclose(row["difference_points"], points)  # pgd6's figures, not pgd3's
+  se = 100 * np.sqrt(better * (1 - better) / 400 + than * (1 - than) / 400)
+  assert np.isclose(row["se_points"], se)

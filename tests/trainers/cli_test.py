@@ -88,13 +88,27 @@ def test_train_writes_report_checkpoints_and_export(trained):
 def test_evaluate_cli_rewrites_the_report(trained, tmp_path):
   model_dir, _, _ = trained
   proc = _run("trainers.evaluate", f"--model_dir={model_dir}", f"--output_dir={tmp_path}",
-              "--attacks=pgd:steps=3:restarts=2", "--eval_eps=0.05,0.1", "--num_examples=32",
-              "--noprogress")
+              "--attacks=fgsm,pgd:steps=3:restarts=2", "--eval_eps=0.05,0.1",
+              "--num_examples=64", "--noprogress")
   assert proc.returncode == 0, proc.stdout + proc.stderr
   report = json.load(open(tmp_path / "report.json"))
-  assert set(report["attacks"]) == {"pgd3x2@0.05", "pgd3x2@0.1"}
-  assert report["attacks"]["pgd3x2@0.1"]["accuracy"] <= (
-      report["attacks"]["pgd3x2@0.05"]["accuracy"] + 2 / 32)
+  assert set(report["attacks"]) == {"fgsm@0.05", "fgsm@0.1", "pgd3x2@0.05", "pgd3x2@0.1"}
+  # Each eps is the one run: FGSM recomputed here at 0.05 and at 0.1 (an ignored
+  # --eval_eps runs the default eps twice; a no-op attack keeps the clean accuracy).
+  for eps in (0.05, 0.1):
+    clean, fgsm = _clean_and_fgsm_accuracy(model_dir, 64, eps)
+    assert report["clean_accuracy"] == pytest.approx(clean, abs=1e-6)
+    assert report["attacks"][f"fgsm@{eps}"]["accuracy"] == pytest.approx(fgsm, abs=1.5 / 64)
+    assert report["attacks"][f"fgsm@{eps}"]["params"]["eps"] == eps
+    assert report["attacks"][f"pgd3x2@{eps}"]["params"]["eps"] == eps
+  fgsm_small, fgsm_large = (report["attacks"][f"fgsm@{e}"]["accuracy"] for e in (0.05, 0.1))
+  # Measured: clean 0.39, FGSM 0.30 at 0.05 and 0.20 at 0.1, PGD-3x2 the same figures.
+  assert fgsm_large < fgsm_small
+  # PGD-3 with 2 restarts is at least about as strong as FGSM at each eps, and bites.
+  for eps in (0.05, 0.1):
+    assert report["attacks"][f"pgd3x2@{eps}"]["accuracy"] <= (
+        report["attacks"][f"fgsm@{eps}"]["accuracy"] + 2 / 64)
+  assert report["attacks"]["pgd3x2@0.1"]["accuracy"] < report["clean_accuracy"] - 0.05
 
 
 def test_export_cli_adds_versions_and_serves_the_same_logits(trained, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv import config as config_lib
+from tfadv.models import zoo
 from tfadv.training import ema as ema_lib
 from tfadv.training import trainer
 from tfadv.training import strategy as strategy_lib
@@ -146,3 +147,41 @@ def test_ema_under_mirrored_matches_single_device(tmp_path):
                            strategy=strategy_lib.make_strategy("mirrored"))
   for a, b in zip(_weights(single.model), _weights(mirrored.model)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_average_follows_the_decay_past_the_warm_up(tmp_path):
+  """`ema_decay` reaches the trainer's average: between consecutive checkpoints the average
+  moves as a_{k+1} = d_k a_k + (1 - d_k) w_{k+1}, d_k = min(ema_decay, (1 + k)/(10 + k)).
+  With ema_decay 0.3 the cap binds from k = 4 on (5/14 > 0.3), so an ignored decay (or
+  one applied twice, or without the warm-up) breaks the recursion at some step."""
+  data = testing.fashion_mnist_info(512)
+  decay, steps = 0.3, 7
+  trainer.train(data, MODEL, DEFENSE, _config(
+      tmp_path, ema_decay=decay, train_steps=steps, checkpoint_every=1, keep_checkpoints=10,
+      learning_rate=1e-2))
+  raw = zoo.build_model(MODEL, data.image_shape, data.num_classes)
+  state = tf.train.get_checkpoint_state(os.path.join(tmp_path, "checkpoints"))
+  paths = {int(p.rsplit("-", 1)[1]): p for p in state.all_model_checkpoint_paths}
+  assert sorted(paths) == list(range(1, steps + 1))
+
+  def load(step):
+    tf.train.Checkpoint(model=raw).restore(paths[step]).expect_partial()
+    reader = tf.train.load_checkpoint(paths[step])
+    weights = [w.numpy() for w in ema_lib.averaged_weights(raw)]
+    averages = [reader.get_tensor(f"ema/averages/{i}/.ATTRIBUTES/VARIABLE_VALUE")
+                for i in range(len(weights))]
+    return weights, averages
+
+  capped = 0
+  _, previous = load(1)
+  for k in range(1, steps):
+    weights, averages = load(k + 1)
+    d = min(decay, (1 + k) / (10 + k))
+    capped += d == decay
+    for a_prev, w, a in zip(previous, weights, averages):
+      np.testing.assert_allclose(a, d * a_prev + (1 - d) * w, rtol=1e-5, atol=1e-7)
+    # The test can tell decays apart: 0.999 (or the uncapped warm-up) is far from d here.
+    gap = max(np.abs(a_prev - w).max() for a_prev, w in zip(previous, weights))
+    assert gap > 1e-3
+    previous = averages
+  assert capped >= 3

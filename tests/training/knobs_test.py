@@ -12,6 +12,7 @@ from tfadv.data import datasets
 from tfadv.models import zoo
 from tfadv.training import trainer
 from tfadv.training import strategy as strategy_lib
+from tfadv.training import summaries as summaries_lib
 
 
 def _digits():
@@ -85,27 +86,75 @@ def test_coupled_weight_decay_adds_wd_times_w_to_the_gradient(tmp_path):
              for a, b in zip(_weights(c2.model), _weights(d2.model)))
 
 
-def test_steps_per_loop_gives_the_same_run_and_exact_boundaries(tmp_path):
+def test_steps_per_loop_gives_the_same_run_and_exact_boundaries(tmp_path, monkeypatch):
+  # Periods (5, 8) above steps_per_loop=4, so that loops of 4 steps really happen; the host
+  # sees the metrics once per loop (the progress bar is fed once per loop).
   data = _digits()
-  kw = dict(train_steps=7, checkpoint_every=3, log_every=3, defense_seed=None)
-  kw.pop("defense_seed")
+  kw = dict(train_steps=10, checkpoint_every=5, log_every=8, keep_checkpoints=5)
   one = trainer.train(data, SMALL, _defense(True), _config(tmp_path / "one", **kw))
+  fed = []
+  original = summaries_lib.Summaries.progress
+  monkeypatch.setattr(summaries_lib.Summaries, "progress",
+                      lambda self, step, values: (fed.append(step), original(self, step, values)))
   loop = trainer.train(data, SMALL, _defense(True),
                        _config(tmp_path / "loop", steps_per_loop=4, **kw))
+  # Loops 0-4, 4-5 (checkpoint), 5-8 (log), 8-10 (end): an ignored option feeds every step.
+  assert fed == [4, 5, 8, 10]
   for a, b in zip(_weights(one.model), _weights(loop.model)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The last window (steps 9-10) is the mean over its steps, whatever the loop lengths.
   assert np.isclose(one.metrics["loss"], loop.metrics["loss"], rtol=1e-5)
+  assert _scalar_steps(tmp_path / "loop", "loss") == [8, 10]
   manager = tf.train.get_checkpoint_state(os.path.join(tmp_path, "loop", "checkpoints"))
   saved = sorted(int(p.rsplit("-", 1)[1]) for p in manager.all_model_checkpoint_paths)
-  assert saved == [3, 6, 7]
-  # Resume inside a loop: stop at 3, continue to 7 with loops of 4 -> same weights.
+  assert saved == [5, 10]
+  # Resume inside a loop: stop at 3, continue to 10 with loops of 4 -> same weights.
+  fed.clear()
   trainer.train(data, SMALL, _defense(True),
                 _config(tmp_path / "part", steps_per_loop=4, **dict(kw, train_steps=3)))
+  assert fed == [3]
+  fed.clear()
   resumed = trainer.train(data, SMALL, _defense(True),
                           _config(tmp_path / "part", steps_per_loop=4, **kw))
   assert resumed.resumed_from.endswith("ckpt-3")
+  assert fed == [5, 8, 10]  # 3-5, 5-8, 8-10: loops restart from the checkpointed step
   for a, b in zip(_weights(one.model), _weights(resumed.model)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _scalar_steps(model_dir, tag):
+  events = tf.io.gfile.glob(os.path.join(model_dir, "train", "events.out.tfevents.*"))
+  return sorted(e.step for f in events for e in tf.compat.v1.train.summary_iterator(f)
+                for v in e.summary.value if v.tag == tag)
+
+
+def test_mixed_float16_scales_the_loss_and_steps_like_float32(tmp_path):
+  """One SGD step in mixed_float16 moves the weights as float32 does: the loss is scaled
+  (float16 gradients of an unscaled loss underflow) and unscaled once before the update
+  (an unscaled loss with the optimizer's unscaling divides the step by the 2**15 scale)."""
+  data = _digits()
+  kw = dict(optimizer="sgd", learning_rate=0.1, train_steps=1)
+  fp32 = trainer.train(data, SMALL, _defense(), _config(tmp_path / "fp32", **kw))
+  fp16 = trainer.train(data, SMALL, _defense(), _config(tmp_path / "fp16",
+                                                        precision="mixed_float16", **kw))
+  assert keras.mixed_precision.global_policy().name == "float32"  # no leak
+  assert fp16.model.get_layer("logits").compute_dtype == "float32"
+  assert any(layer.compute_dtype == "float16" for layer in fp16.model.layers)
+  keras.utils.set_random_seed(5)
+  initial = _weights(zoo.build_model(SMALL, data.image_shape, data.num_classes))
+  moved = 0
+  for w0, a, b, v in zip(initial, _weights(fp32.model), _weights(fp16.model),
+                         fp32.model.weights):
+    if not v.trainable:
+      continue
+    d32, d16 = (a - w0).ravel(), (b - w0).ravel()
+    assert np.linalg.norm(d32) > 1e-4, v.path
+    # float16 activations: a few % off, not a factor of 2**15 (or 2**-15).
+    np.testing.assert_allclose(np.linalg.norm(d16), np.linalg.norm(d32), rtol=0.1)
+    assert d16 @ d32 > 0.95 * np.linalg.norm(d16) * np.linalg.norm(d32)
+    moved += 1
+  assert moved >= 4
+  np.testing.assert_allclose(fp16.metrics["loss"], fp32.metrics["loss"], rtol=0.01)
 
 
 RESNET = config_lib.ModelConfig(name="resnet18", width=2)
