@@ -341,12 +341,18 @@ class DefenseConfig:
       `(("stddev", 0.1),)` for `rat`); see `tfadv.defenses.models.WRAPPERS`.
     static_model_dirs: model directories of pre-trained static models whose adversarial
       examples the defense trains on (`ensemble_at`).
+    eps_draw: how the training attack's eps is drawn each step (a name of
+      `tfadv.attacks.eps_draws.DRAWS`: `fixed`, `half_normal` per example, `uniform_batch`
+      per batch; `attack.eps` is the upper end); None keeps the defense's own (`stepll_at`:
+      `half_normal` as Kurakin et al., `adp_at`: `uniform_batch` as Pang et al., the others
+      `fixed`).
   """
   name: str = "at_alp"
   attack: AttackConfig = AttackConfig()
   terms: Tuple[TermConfig, ...] = ()
   wrapper_options: Tuple[Tuple[str, object], ...] = ()
   static_model_dirs: Tuple[str, ...] = ()
+  eps_draw: Optional[str] = None
 
   def __post_init__(self):
     terms = tuple(t if isinstance(t, TermConfig) else TermConfig(**t) for t in self.terms)

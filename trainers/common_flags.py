@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from tfadv import config as config_lib
+from tfadv.attacks import eps_draws
 from tfadv.attacks import registry
 from tfadv.defenses import recipes
 from tfadv.defenses import table
@@ -225,6 +226,10 @@ def define_train_flags():
   flags.DEFINE_enum("norm", "linf", ["linf", "l2"],
                     "Norm of the training attack's ball (and, by default, of the evaluation "
                     "attacks): " + norms_help())
+  flags.DEFINE_enum("eps_draw", None, list(eps_draws.NAMES),
+                    "How the training attack's eps is drawn each step, --eps the upper end "
+                    "(default: the defense's own; stepll_at and adp_at draw as their papers): "
+                    + "; ".join(f"{d.name}: {d.doc}" for d in eps_draws.DRAWS.values()) + ".")
   flags.DEFINE_integer("attack_steps", 10, "PGD steps of the training attack.")
   define_number("attack_step_size", None, "PGD step size (default 2.5 * eps / steps; a "
                 "fraction such as 2/255 works).")
@@ -511,7 +516,8 @@ def defense_config_from_flags():
                                    step_size=FLAGS.attack_step_size, norm=FLAGS.norm)
   defense = config_lib.DefenseConfig(
       name=FLAGS.defense, attack=attack, terms=_term_overrides(FLAGS.defense),
-      wrapper_options=_wrapper_options(), static_model_dirs=tuple(FLAGS.static_model_dirs))
+      wrapper_options=_wrapper_options(), static_model_dirs=tuple(FLAGS.static_model_dirs),
+      eps_draw=FLAGS.eps_draw)
   recipes.build(defense)  # Checks terms, options, wrapper options and static models.
   return defense
 

@@ -152,6 +152,18 @@ def test_l2_flag_reaches_the_training_attack(defense):
   assert l2.max() <= 0.5 + 1e-4 and l2.max() > 0.25, l2
 
 
+def test_eps_draw_flag_reaches_the_defense_config():
+  _parse("--defense=stepll_at")
+  assert recipes.build(common_flags.defense_config_from_flags()).eps_draw == "half_normal"
+  _parse("--defense=stepll_at", "--eps_draw=fixed")
+  assert recipes.build(common_flags.defense_config_from_flags()).eps_draw == "fixed"
+  _parse("--defense=pat", "--eps_draw=uniform_batch")
+  assert common_flags.defense_config_from_flags().eps_draw == "uniform_batch"
+  _parse("--defense=trades", "--eps_draw=half_normal")
+  with pytest.raises(ValueError, match="Invalid eps_draw: a drawn eps needs"):
+    common_flags.defense_config_from_flags()
+
+
 def test_defenses_without_an_l2_attack_refuse_the_l2_flag_clearly():
   for defense in ("fgsm_rs", "n_fgsm"):
     _parse(f"--defense={defense}", "--norm=l2")

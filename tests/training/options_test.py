@@ -67,6 +67,7 @@ COVERAGE = {
         "terms": "tests/training/loss_identity_test.py::test_step_loss_is_the_weighted_sum_of_the_recipe_terms",
         "wrapper_options": "tests/trainers/attention_flags_test.py",
         "static_model_dirs": "tests/training/baselines_test.py::test_ensemble_at_attacks_its_static_models",
+        "eps_draw": "tests/attacks/eps_draws_test.py::test_stepll_at_step_attacks_each_example_at_its_own_drawn_eps",
     },
     "AttackConfig": {  # DefenseConfig.attack: the training attack's budget
         "name": "tests/defenses/recipes_test.py::test_recipes_have_the_documented_terms_attacks_and_passes",

@@ -15,6 +15,18 @@ def norm_order(norm):
   return config_lib._choice(config_lib.Norm, norm, "norm").order  # pylint: disable=protected-access
 
 
+def is_zero(eps):
+  """True for a Python eps of 0 (nothing to attack); a drawn eps (a tensor) never is here."""
+  return not tf.is_tensor(eps) and eps == 0
+
+
+def clamp_step(step_size, eps):
+  """The step size, at most eps (a Python float, or a tensor when eps is drawn)."""
+  if tf.is_tensor(step_size) or tf.is_tensor(eps):
+    return tf.minimum(tf.cast(step_size, tf.float32), tf.cast(eps, tf.float32))
+  return min(float(step_size), float(eps))
+
+
 def project(x, x_adv, eps, order):
   """Projects `x_adv` onto the `eps`-ball around `x` and onto the box [0, 1]."""
   eta = clip_eta(x_adv - x, order, eps)

@@ -24,7 +24,7 @@ def fgsm(model_fn, x, y, eps, norm="linf", targeted=False):
   """
   order = common.norm_order(norm)
   x = tf.convert_to_tensor(x, tf.float32)
-  if eps == 0:
+  if common.is_zero(eps):
     return x
   x_adv = fast_gradient_method(
       model_fn, x, eps, order, clip_min=0.0, clip_max=1.0, y=y, targeted=targeted)

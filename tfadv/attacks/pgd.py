@@ -21,7 +21,8 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
     model_fn: callable mapping images in [0, 1] to logits (`training=False`).
     x: clean images [B, H, W, C], float32 in [0, 1].
     y: labels [B] (true labels; the target when `targeted`).
-    eps: radius of the threat ball, Python float in pixel units of [0, 1].
+    eps: radius of the threat ball, Python float in pixel units of [0, 1] (or a tensor
+      broadcastable to [B, 1, 1, 1]: a drawn training eps, `tfadv.attacks.eps_draws`).
     step_size: size of each step; None means 2.5 * eps / steps (Madry et al.). Steps larger
       than `eps` are clamped to `eps`.
     steps: number of iterations (Python int; unrolled up to `common.UNROLL_MAX_STEPS`,
@@ -40,11 +41,11 @@ def pgd(model_fn, x, y, eps, step_size=None, steps=10, norm="linf", random_start
   """
   order = common.norm_order(norm)
   x = tf.convert_to_tensor(x, tf.float32)
-  if eps == 0 or steps == 0:
+  if common.is_zero(eps) or steps == 0:
     return x
   if step_size is None:
     step_size = 2.5 * eps / steps
-  step_size = min(float(step_size), float(eps))
+  step_size = common.clamp_step(step_size, eps)
 
   best = None
   fooled = None

@@ -199,27 +199,34 @@ def validate(config):
   return config
 
 
-def from_config(config, seed=None):
+def from_config(config, seed=None, eps=None):
   """Binds an `AttackConfig` (validated here) to a function `(model_fn, x, y) -> x_adv`.
 
   Args:
     config: a `tfadv.config.AttackConfig`.
     seed: optional int tensor [2] for stateless random starts (attacks with a `seed`).
+    eps: optional drawn eps (a tensor, `tfadv.attacks.eps_draws`) replacing `config.eps`
+      for attacks of `eps_draws.ATTACKS`; the step size keeps its ratio to eps.
   """
   validate(config)
+  step_size = config.resolved_step_size
+  if eps is None:
+    eps = config.eps
+  elif config.eps:
+    step_size = step_size * (eps / config.eps)
   if config.name == "fgsm":
-    return lambda model_fn, x, y: fgsm_lib.fgsm(model_fn, x, y, config.eps, config.norm)
+    return lambda model_fn, x, y: fgsm_lib.fgsm(model_fn, x, y, eps, config.norm)
   if config.name == "pgd":
     return lambda model_fn, x, y: pgd_lib.pgd(
-        model_fn, x, y, config.eps, config.resolved_step_size, config.steps, config.norm,
+        model_fn, x, y, eps, step_size, config.steps, config.norm,
         config.random_start, config.restarts, seed=seed)
   if config.name == "trades":
     return lambda model_fn, x, y: trades_lib.trades(
-        model_fn, x, y, config.eps, config.resolved_step_size, config.steps, config.norm,
+        model_fn, x, y, eps, step_size, config.steps, config.norm,
         seed=seed)
   fn = get(config.name)
   accepted = inspect.signature(fn).parameters
-  kwargs = {"eps": config.eps, "norm": config.norm.value,
+  kwargs = {"eps": eps, "norm": config.norm.value,
             **{k: v for k, v in config.params if k not in EVAL_OPTIONS}}
   if "seed" in accepted and seed is not None:
     kwargs["seed"] = seed

@@ -29,7 +29,7 @@ def stepll(model_fn, x, y, eps, norm="linf"):
   """
   del y  # The target is the least-likely class.
   x = tf.convert_to_tensor(x, tf.float32)
-  if eps == 0:
+  if common.is_zero(eps):
     return x
   target = objectives.least_likely(model_fn, x)
   return fgsm_lib.fgsm(model_fn, x, target, eps, norm, targeted=True)

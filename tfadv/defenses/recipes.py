@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Dict, Optional, Tuple
 
 from tfadv import config as config_lib
+from tfadv.attacks import eps_draws
 from tfadv.attacks import registry as attacks
 from tfadv.defenses import forwards
 from tfadv.defenses import models
@@ -48,6 +49,7 @@ class Recipe:
     single_step: the training attack is single-step (watch for catastrophic overfitting).
     attack_training_mode: the training attack runs the model with `training=True`
       (BatchNorm on batch statistics), as the fast-AT references do.
+    eps_draw: how the training attack's eps is drawn (`tfadv.attacks.eps_draws`).
   """
   name: str
   attack: Optional[config_lib.AttackConfig]
@@ -60,6 +62,7 @@ class Recipe:
   randomized: bool = False
   single_step: bool = False
   attack_training_mode: bool = False
+  eps_draw: str = "fixed"
 
   @property
   def needs_adv(self):
@@ -145,6 +148,8 @@ def build(config):
   if config.static_model_dirs and not defense.static_sources:
     raise ValueError(f"Invalid static_model_dirs: defense {config.name} takes no static "
                      f"models (ensemble_at does); received {list(config.static_model_dirs)}")
+  eps_draw = eps_draws.validate(config.eps_draw or defense.eps_draw,
+                                attack.name if attack else None)
   kappa = next((o.get("kappa") for name, _, o in resolved if name == "rectification"), None)
   wrapper_options = models.resolve_wrapper_options(defense.wrapper, config.wrapper_options)
   return Recipe(
@@ -152,7 +157,8 @@ def build(config):
       forward=forwards.make_forward(passes, joint=defense.joint, kappa=kappa),
       wrapper=defense.wrapper, wrapper_options=wrapper_options,
       static_sources=defense.static_sources, randomized=defense.randomized,
-      single_step=defense.single_step, attack_training_mode=defense.attack_training_mode)
+      single_step=defense.single_step, attack_training_mode=defense.attack_training_mode,
+      eps_draw=eps_draw)
 
 
 def settings(config):
@@ -165,6 +171,8 @@ def settings(config):
   out = {"attack": recipe.attack.name if recipe.attack else None}
   if recipe.attack_training_mode:
     out["attack_training_mode"] = True
+  if recipe.eps_draw != "fixed":
+    out["attack.eps_draw"] = recipe.eps_draw
   for term in recipe.terms:
     out[term.name] = term.weight
     # An option left at None means "all" (at.taps: every tap the model has).

@@ -35,6 +35,9 @@ class Defense:
       too), as the fast-AT references attack a model in `model.train()`
       (locuslab/fast_adversarial's FGSM-RS, and N-FGSM built on it). False: the attack sees
       the model in inference mode (the other defenses).
+    eps_draw: how the training attack's eps is drawn each step, a name of
+      `tfadv.attacks.eps_draws.DRAWS` relative to the configured eps (`fixed`: every
+      example at eps; `DefenseConfig.eps_draw` overrides it).
     source: the paper.
   """
   name: str
@@ -46,6 +49,7 @@ class Defense:
   randomized: bool = False
   single_step: bool = False
   attack_training_mode: bool = False
+  eps_draw: str = "fixed"
   source: str = ""
 
 
@@ -78,9 +82,9 @@ DEFENSES = {d.name: d for d in (
     Defense("adp_at", (("adp_ce", 1.0), ("adp_entropy", 2.0), ("adp_log_det", 0.5),
                        ("adp_ce_adv", 1.0), ("adp_entropy_adv", 2.0),
                        ("adp_log_det_adv", 0.5)),
-            wrapper="ensemble",
+            wrapper="ensemble", eps_draw="uniform_batch",
             source="Pang et al. 2019 (ADP_AT: the ADP loss on clean and PGD images of the ensemble)"),
-    Defense("stepll_at", _MIXED, attack="stepll", single_step=True,
+    Defense("stepll_at", _MIXED, attack="stepll", single_step=True, eps_draw="half_normal",
             source="Kurakin et al. 2017 / Tramer et al. 2018 (Step-LL adversarial training)"),
     Defense("ensemble_at", _MIXED, attack="stepll", static_sources=True, single_step=True,
             source="Tramer et al. 2018 (ensemble adversarial training)"),

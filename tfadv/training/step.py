@@ -14,6 +14,7 @@ import functools
 import keras
 import tensorflow as tf
 
+from tfadv.attacks import eps_draws
 from tfadv.attacks import registry
 from tfadv.training import ema as ema_lib
 
@@ -44,7 +45,9 @@ def make_attack_fn(model, recipe, static_models=(), jit=False):
   sources = [model_fn] + [functools.partial(m, training=False) for m in static_models]
 
   def attack_fn(x, y, attack_seed, step):
-    attack = registry.from_config(recipe.attack, seed=attack_seed)
+    # A drawn eps (stepll_at: per example, adp_at: per batch) keyed by the attack's seed.
+    eps = eps_draws.draw(recipe.eps_draw, recipe.attack.eps, x, attack_seed)
+    attack = registry.from_config(recipe.attack, seed=attack_seed, eps=eps)
     if len(sources) == 1:
       return attack(model_fn, x, y)
     index = tf.cast(step % len(sources), tf.int32)
