@@ -287,6 +287,12 @@ def read_arrays(paths):
 def decode_image(data, shape=None, name="image"):
   """Encoded bytes -> float32 [H, W, C] in [0, 1], converted/resized to `shape` if given.
 
+  Given a model's input `shape`, the image goes through `tfadv.data.images` (TensorFlow's
+  decoder, colour conversion and antialiased resize), the functions of the training input
+  pipeline and of the served `predict_images`: `--explain`, which sends pixels, classifies
+  an image file exactly as sending its bytes does. Without a shape (display only) PIL reads
+  it and TensorFlow is not imported.
+
   Raises:
     ValueError: the bytes are not an image PIL can read.
   """
@@ -296,10 +302,12 @@ def decode_image(data, shape=None, name="image"):
     image.load()
   except Exception as e:  # PIL raises several types for unreadable data.
     raise ValueError(f"Invalid image {name!r}: not a readable image file ({e})") from None
-  channels = shape[2] if shape else (1 if image.mode in ("L", "I", "I;16") else 3)
-  image = image.convert("L" if channels == 1 else "RGB")
-  if shape and image.size != (shape[1], shape[0]):
-    image = image.resize((shape[1], shape[0]), Image.BILINEAR)
+  if shape:
+    from tfadv.data import images  # pylint: disable=g-import-not-at-top
+    pixels = images.to_model_input(images.decode(data, int(shape[2])),
+                                   (int(shape[0]), int(shape[1])))
+    return np.asarray(pixels, dtype=np.float32)
+  image = image.convert("L" if image.mode in ("L", "I", "I;16") else "RGB")
   array = np.asarray(image, dtype=np.float32) / 255.0
   return array[..., None] if array.ndim == 2 else array
 

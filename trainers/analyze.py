@@ -26,8 +26,9 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, "Where the files go (default: <model_dir>/analysis).")
   common_flags.flag_group("Analysis")
   flags.DEFINE_integer("num_examples", 256, "Test examples for the attention statistics.")
-  common_flags.define_number("eps", 0.1, "L-inf radius of the PGD attack analysed (a "
-                             "fraction such as 8/255 works).")
+  common_flags.define_number("eps", None, "L-inf radius of the PGD attack analysed (a "
+                             "fraction such as 8/255 works; default: the run's training eps, "
+                             "0.1 for a run without a training attack).")
   flags.DEFINE_integer("attack_steps", 20, "PGD iterations.")
   flags.DEFINE_float("fraction", 0.2, "Share of most attended pixels compared by the IoUs.")
   common_flags.define_number("radius", None, "Loss-landscape half width (default: 2 * eps).")
@@ -45,8 +46,13 @@ def main(argv):
   from tfadv import workflow  # pylint: disable=g-import-not-at-top
   from tfadv.analysis import analyze  # pylint: disable=g-import-not-at-top
   loaded = workflow.load_trained(FLAGS.model_dir)
+  eps = FLAGS.eps
+  if eps is None:
+    training = common_flags.training_attack_of(FLAGS.model_dir)
+    eps = training.eps if training is not None and training.eps else 0.1
+    print(f"eps = {eps:g} (the run's training eps; --eps sets another)")
   output = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "analysis")
-  result = analyze.analyze(loaded, output, FLAGS.num_examples, FLAGS.eps, FLAGS.attack_steps,
+  result = analyze.analyze(loaded, output, FLAGS.num_examples, eps, FLAGS.attack_steps,
                            FLAGS.fraction, FLAGS.radius, FLAGS.points,
                            FLAGS.landscape_examples, seed=FLAGS.seed)
   print(f"clean accuracy {result['clean_accuracy']:.3f}, PGD-{FLAGS.attack_steps} accuracy "

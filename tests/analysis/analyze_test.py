@@ -58,18 +58,20 @@ def _recomputed(model_dir, num_examples, eps, steps, fraction):
 def test_analyze_cli_writes_statistics_and_figures(tmp_path):
   model_dir = str(tmp_path / "run")
   train = _run("trainers.train", "--dataset=digits", "--model=small_cnn", "--width=8",
-               "--defense=at_alp", "--eps=0.1", "--attack_steps=2", "--train_steps=60",
+               "--defense=at_alp", "--eps=0.12", "--attack_steps=2", "--train_steps=60",
                "--learning_rate=3e-3", "--batch_size=32", "--attacks=fgsm", "--num_examples=32", "--noprogress",
                f"--model_dir={model_dir}")
   assert train.returncode == 0, train.stdout + train.stderr
+  # No --eps: the analysis runs at the run's training eps (0.12), not a fixed 0.1.
   proc = _run("trainers.analyze", f"--model_dir={model_dir}", "--num_examples=48",
               "--attack_steps=3", "--points=5", "--landscape_examples=16")
   assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "eps = 0.12 (the run's training eps" in proc.stdout
   out = os.path.join(model_dir, "analysis")
   with open(os.path.join(out, "analysis.json")) as f:
     result = json.load(f)
   assert result["num_examples"] == 48 and result["defense"] == "at_alp"
-  expected = _recomputed(model_dir, 48, 0.1, 3, 0.2)
+  expected = _recomputed(model_dir, 48, 0.12, 3, 0.2)
   print(result["clean_accuracy"], result["adv_accuracy"],
         {k: v["mean"] for k, v in result["attention"].items()}, expected)
   # The figures are those of the trained checkpoint under that PGD attack.
@@ -85,7 +87,7 @@ def test_analyze_cli_writes_statistics_and_figures(tmp_path):
   losses = np.array(result["landscape"]["losses"])
   offsets = np.array(result["landscape"]["offsets"])
   assert losses.shape == (5, 5) and np.all(np.isfinite(losses))
-  np.testing.assert_allclose(offsets, np.linspace(-0.2, 0.2, 5), atol=1e-6)  # radius 2 eps
+  np.testing.assert_allclose(offsets, np.linspace(-0.24, 0.24, 5), atol=1e-6)  # radius 2 eps
   # The centre is the clean loss; stepping along the adversarial direction raises it.
   assert losses[2, 2] == pytest.approx(expected["clean_loss16"], rel=1e-3)
   assert losses[4, 2] > losses[2, 2]

@@ -266,6 +266,21 @@ def test_client_input_errors(tmp_path):
     client_lib.dataset_slice("digits", count=0)
 
 
+def test_explain_sends_the_pixels_the_training_pipeline_and_predict_images_see(tmp_path):
+  # A 40x30 RGB photo for a 28x28 grayscale model: decoded, converted and shrunk by the
+  # functions of the input pipeline (a PIL resize would differ in every pixel row).
+  from tfadv.data import images  # pylint: disable=g-import-not-at-top
+  photo = np.uint8(np.random.default_rng(0).integers(0, 256, (30, 40, 3)))
+  data = tf.io.encode_png(photo).numpy()
+  sent = client_lib.decode_image(data, (28, 28, 1), "photo")
+  expected = images.to_model_input(images.decode(data, 1), (28, 28)).numpy()
+  assert sent.shape == (28, 28, 1)
+  np.testing.assert_array_equal(sent, expected)
+  shown = client_lib.decode_image(data)  # display only: the file as it is
+  assert shown.shape == (30, 40, 3)
+  np.testing.assert_allclose(shown, photo / 255.0, atol=1e-7)
+
+
 def test_overlay_and_prediction_lines():
   image = np.zeros((8, 8, 1), np.float32)
   heat = np.zeros((8, 8), np.float32)

@@ -61,7 +61,7 @@ def _mtimes(directory):
 
 @pytest.mark.slow
 def test_killed_rerun_and_sharded_studies_equal_an_uninterrupted_one(tmp_path):
-  study_file = _write_study(tmp_path / "study.json")
+  study_file = _write_study(tmp_path / "spec.json")  # study.json: the output
   study = spec.load(study_file)
   assert len(runner.plan(study)) == 10  # 2 defenses x (2 trainings + 2 evaluations + 1)
 
