@@ -47,6 +47,22 @@ def test_jit_training_runs_and_matches_the_plain_step(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
+def test_jit_flag_compiles_the_training_attack_with_xla(tmp_path, monkeypatch):
+  # The trainer's attack function, as built for `jit=True`, is an XLA function (its HLO can
+  # be read); an ignored flag would leave a plain Python function.
+  from tfadv.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  built = []
+  make = step_lib.make_attack_fn
+  monkeypatch.setattr(step_lib, "make_attack_fn",
+                      lambda *a, **kw: built.append(make(*a, **kw)) or built[-1])
+  _train(tmp_path / "jit", _defense("pat"), 1, jit=True)
+  x = tf.zeros([4, 28, 28, 1])
+  y = tf.zeros([4], tf.int32)
+  hlo = built[0].experimental_get_compiler_ir(
+      x, y, tf.constant([5, 0], tf.int64), tf.constant(0, tf.int64))(stage="hlo")
+  assert "HloModule" in hlo
+
+
 def _scalars(log_dir):
   """{tag: {step: value}} of the scalars in the TensorBoard event files under `log_dir`."""
   tags = {}

@@ -78,6 +78,16 @@ def test_coupled_weight_decay_adds_wd_times_w_to_the_gradient(tmp_path):
                          plain.model.weights):
     if v.trainable:
       np.testing.assert_allclose(b - a, -lr * wd * w0, atol=2e-6)
+  # Decoupled (Keras' weight_decay: w -= lr * wd * w before the gradient step): the same
+  # first step, applied once, by the optimizer and not through the gradient.
+  decoupled_config = _config(tmp_path / "decoupled", weight_decay=wd,
+                             weight_decay_mode="decoupled", **base)
+  assert trainer.coupled_weight_decay(decoupled_config) == 0
+  decoupled = trainer.train(data, SMALL, _defense(), decoupled_config)
+  for w0, a, b, v in zip(_weights(initial), _weights(plain.model), _weights(decoupled.model),
+                         plain.model.weights):
+    if v.trainable:
+      np.testing.assert_allclose(b - a, -lr * wd * w0, atol=2e-6)
   # Through the momentum the coupled decay differs from the decoupled one at step 2.
   two = dict(base, train_steps=2, weight_decay=wd)
   c2 = trainer.train(data, SMALL, _defense(), _config(tmp_path / "c2", weight_decay_mode="coupled", **two))
