@@ -116,3 +116,19 @@ def test_registry_binds_configs_and_rejects_unknown_names(model, batch):
   assert np.all(_norm(x_adv - x, "linf") <= 0.05 + 1e-6)
   with pytest.raises(ValueError, match=r"expected one of \[.*fgsm.*pgd.*\]"):
     registry.get("deepfool")
+
+
+def test_pgd_restarts_keep_each_examples_first_successful_start(model, batch):
+  # Restart r is the one-start attack seeded seed + [0, r]; per example the first start that
+  # fools the model is kept (restart 0's image when none does). A weak attack (one tiny
+  # step from a random start in a wide ball) so that the starts disagree on many examples.
+  x, y = batch
+  seed = tf.constant([4, 0], tf.int64)
+  runs = [pgd.pgd(model, x, y, 0.1, step_size=0.005, steps=1,
+                  seed=seed + tf.constant([0, r], tf.int64)) for r in range(3)]
+  fooled = [np.argmax(model(run, training=False), -1) != y.numpy() for run in runs]
+  combined = pgd.pgd(model, x, y, 0.1, step_size=0.005, steps=1, restarts=3, seed=seed)
+  first = np.where(fooled[0], 0, np.where(fooled[1], 1, np.where(fooled[2], 2, 0)))
+  assert np.sum(first > 0) >= 3  # later starts matter on some examples
+  expected = np.stack([runs[r][i] for i, r in enumerate(first)])
+  np.testing.assert_array_equal(combined.numpy(), expected)

@@ -45,7 +45,7 @@ COVERAGE = {
         "keep_checkpoints": _HERE + "test_keep_checkpoints_keeps_the_newest",
         "log_every": "tests/training/knobs_test.py::test_steps_per_loop_gives_the_same_run_and_exact_boundaries",
         "image_every": "tests/training/attention_defenses_test.py",
-        "jit": "tests/training/jit_summaries_test.py::test_jit_training_runs_and_matches_the_plain_step",
+        "jit": "tests/training/jit_summaries_test.py::test_jit_flag_compiles_the_training_attack_with_xla",
         "seed": _HERE + "test_first_step_is_sgd_on_the_first_batch_from_the_seeded_init",
         "progress": _HERE + "test_progress_bar_only_when_asked",
         "nesterov": _HERE + "test_nesterov_first_step_is_1_9_lr_g",
@@ -87,12 +87,24 @@ COVERAGE = {
         "shuffle_buffer": _HERE + "test_first_step_is_sgd_on_the_first_batch_from_the_seeded_init",
         "seed": "tests/data/datasets_test.py::test_folder_of_class_folders_is_split_per_class_with_seed",
     },
+    "ModelConfig": {  # the zoo's options, then a user's model (tfadv.models.sources)
+        "name": "tests/models/zoo_test.py::test_small_models_map_images_to_logits",
+        "weights": "tests/models/zoo_test.py::test_imagenet_weights_load_from_the_cached_file",
+        "width": "tests/models/zoo_test.py::test_small_cnn_width_and_no_batch_norm",
+        "activation": "tests/training/knobs_test.py::test_resnet18_activation_option",
+        "path": "tests/keras/adversarial_model_test.py::test_cli_hardens_and_exports_a_backbone_file",
+        "taps": "tests/models/sources_test.py::test_named_taps_override_and_errors",
+        "gradcam_layer": "tests/models/sources_test.py::test_named_taps_override_and_errors",
+        "input_range": "tests/models/sources_test.py::test_input_range_is_folded_in_front",
+        "safe_mode": "tests/trainers/bad_input_test.py",
+        "bn_momentum": "tests/models/sources_test.py::test_nested_backbone_is_flattened_softmax_removed_and_taps_found",
+    },
 }
 
 
 def test_every_option_has_a_test():
   for cls in (config_lib.TrainConfig, config_lib.DefenseConfig, config_lib.AttackConfig,
-              config_lib.DataConfig):
+              config_lib.DataConfig, config_lib.ModelConfig):
     fields = {f.name for f in dataclasses.fields(cls)}
     assert set(COVERAGE[cls.__name__]) == fields, cls.__name__
   for options in COVERAGE.values():

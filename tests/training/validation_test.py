@@ -131,15 +131,18 @@ def test_validation_scores_the_averaged_weights(tmp_path):
       model_dir=str(tmp_path), batch_size=32, train_steps=8, checkpoint_every=2,
       keep_checkpoints=10, log_every=8, image_every=0, progress=False, seed=2,
       learning_rate=1e-2, ema_decay=0.5, validate_every=2, validation_size=128,
-      validation_attack_steps=2)
+      validation_attack_steps=3)
+  # PGD at the training eps and norm, with the validation's own step count (not the training
+  # attack's 2, not a default).
+  attack = config_lib.AttackConfig(name="pgd", eps=0.1, steps=3)
+  assert trainer.validation_attack(defense, config) == attack
   result = trainer.train(data, model_config, defense, config)
   history = dict((s, v) for s, v in result.best["history"])
   clean = _scalars(tmp_path, "validation/clean_accuracy")
   assert sorted(history) == sorted(clean) == [2, 4, 6, 8]
   _, val = validation.split(data.train, data.num_train, 128)
   model = keras.models.clone_model(result.model)
-  validate = validation.make_validate_fn(model, trainer.validation_attack(defense, config), val,
-                                         seed=config.seed)
+  validate = validation.make_validate_fn(model, attack, val, seed=config.seed)
   weights = ema_lib.averaged_weights(model)
   raw_differs = 0
   for step in history:
