@@ -211,6 +211,11 @@ def test_schedule_reaches_the_optimizer_at_its_boundary(tmp_path):
   # Logged after step s: the rate of the next step, schedule(s) (bounds 2 and 3).
   np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [0.05, 0.05, 0.005, 0.0005],
                              rtol=1e-6)
+  # cosine: lr * (1 + cos(pi * s / steps)) / 2, the schedule the trainer's optimizer gets.
+  cosine = trainer.learning_rate(config_lib.TrainConfig(learning_rate=0.05, schedule="cosine"),
+                                 4)
+  np.testing.assert_allclose([float(cosine(s)) for s in (0, 1, 2, 4)],
+                             [0.05, 0.05 * (1 + np.cos(np.pi / 4)) / 2, 0.025, 0.0], atol=1e-7)
 
 
 def test_epochs_set_the_steps_unless_train_steps_is_given(tmp_path):
