@@ -43,6 +43,8 @@ DEFAULT_TEST_ATTRS = {"size": "medium", "timeout": "long"}
 # Runtime files that test modules read (hand-written filegroups of non-Python folders).
 TEST_DATA = {"tests/trainers/recipes_test.py": ["//recipes:flagfiles"],
              "tests/study/study_test.py": ["//studies:study_files"]}
+# Runtime files that libraries read, for every test depending on them.
+LIBRARY_DATA = {"tests/testing.py": ["//docs:schemas"]}
 MARK_ATTRS = {"slow": {"size": "large", "timeout": "eternal"}, "manual": {"tags": ["manual"]}}
 
 
@@ -301,7 +303,10 @@ def _plan(modules, labels):
         targets.append(_Target("py_library", package, os.path.basename(package),
                                [("srcs", [src])], eager | subpackages | libraries, deferred))
       elif m.kind in ("module", "conftest"):
-        library = _Target("py_library", package, labels[m.name].split(":")[1], [("srcs", [src])],
+        attrs = [("srcs", [src])]
+        if m.path in LIBRARY_DATA:
+          attrs.append(("data", LIBRARY_DATA[m.path]))
+        library = _Target("py_library", package, labels[m.name].split(":")[1], attrs,
                           eager, deferred)
         targets.append(library)
         if m.kind == "module" and m.has_main:
