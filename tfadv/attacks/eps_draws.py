@@ -18,23 +18,25 @@ from typing import Callable
 
 import tensorflow as tf
 
-# Training attacks whose eps may be a tensor ([] or [B, 1, 1, 1]): fgsm / pgd / stepll
-# only scale and clip by it (cleverhans's optimize_linear and clip_eta broadcast).
-ATTACKS = ("fgsm", "pgd", "stepll")
-
-
 @dataclasses.dataclass(frozen=True)
 class Draw:
   """One way of drawing the training eps.
 
   Attributes:
     name: the `--eps_draw` value.
-    fn: `(eps, batch, seed) -> eps tensor`, broadcastable against images [B, H, W, C].
+    fn: `(eps, batch, seed) -> eps tensor`, broadcastable against images [B, H, W, C], or
+      None: the configured eps itself (a Python float).
     doc: one line for the help and the report.
   """
   name: str
   fn: Callable
   doc: str
+
+
+def fixed(eps, batch, seed):
+  """Every example at the configured eps (None: the attack keeps its Python float)."""
+  del eps, batch, seed
+  return None
 
 
 def half_normal(eps, batch, seed):
@@ -52,7 +54,7 @@ def uniform_batch(eps, batch, seed, low=0.2):
 
 
 DRAWS = {d.name: d for d in (
-    Draw("fixed", None, "every example at eps"),
+    Draw("fixed", fixed, "every example at eps"),
     Draw("half_normal", half_normal,
          "per example |N(0, eps/2)| truncated to [0, eps] (Kurakin et al. 2017)"),
     Draw("uniform_batch", uniform_batch,
@@ -62,15 +64,22 @@ DRAWS = {d.name: d for d in (
 NAMES = tuple(DRAWS)
 
 
-def validate(name, attack):
-  """Checks a draw's name, and that the training `attack` takes a tensor eps."""
+def validate(name, attack, tensor_eps_attacks):
+  """Checks a draw's name, and that the training `attack` takes a tensor eps.
+
+  Args:
+    name: the draw's name.
+    attack: the training attack's name, or None (no training attack).
+    tensor_eps_attacks: names of the attacks that take a tensor eps (the attack registry's
+      specs with `tensor_eps`).
+  """
   if name not in DRAWS:
     raise ValueError(f"Invalid eps_draw: expected one of [{', '.join(NAMES)}]; "
                      f"received eps_draw={name!r}")
-  if name != "fixed" and attack not in ATTACKS:
+  if DRAWS[name].fn is not fixed and attack not in tensor_eps_attacks:
     raise ValueError(f"Invalid eps_draw: a drawn eps needs a training attack among "
-                     f"[{', '.join(ATTACKS)}]; received eps_draw={name!r} with attack "
-                     f"{attack!r} (use --eps_draw=fixed)")
+                     f"[{', '.join(tensor_eps_attacks)}]; received eps_draw={name!r} with "
+                     f"attack {attack!r} (use --eps_draw=fixed)")
   return name
 
 
@@ -83,7 +92,5 @@ def draw(name, eps, x, seed):
     x: the batch of images [B, H, W, C].
     seed: the attack's stateless seed, int tensor [2]; the draw uses its own stream.
   """
-  if name is None or name == "fixed":
-    return None
   seed = tf.cast(seed, tf.int64) + tf.constant([0, 1 << 41], tf.int64)
   return DRAWS[name].fn(float(eps), tf.shape(x)[0], seed)

@@ -41,6 +41,8 @@ class Spec:
     eot: the options that switch that handling on, which the evaluation of a randomized
       defense adds unless the user set them (`autoattack`: version=rand).
     training_only: meant for training (e.g. not projected onto the eps-ball).
+    tensor_eps: takes eps as a tensor ([] or [B, 1, 1, 1]; it only scales and clips by it),
+      so a training eps drawn per batch or per example (`tfadv.attacks.eps_draws`) works.
   """
   name: str
   fn: object
@@ -50,18 +52,19 @@ class Spec:
   randomized: bool = False
   eot: tuple = ()
   training_only: bool = False
+  tensor_eps: bool = False
 
 
 SPECS = (
-    Spec("fgsm", fgsm_lib.fgsm, fields=True),
-    Spec("pgd", pgd_lib.pgd, fields=True),
+    Spec("fgsm", fgsm_lib.fgsm, fields=True, tensor_eps=True),
+    Spec("pgd", pgd_lib.pgd, fields=True, tensor_eps=True),
     # TRADES inner maximisation (KL to the clean prediction).
     Spec("trades", trades_lib.trades, fields=True),
     Spec("bim", iterative.bim),
     Spec("mim", iterative.mim),
     Spec("cw_linf", cw.cw_linf),
     Spec("cw_l2", cw.cw_l2, norms=("l2",)),
-    Spec("stepll", stepll_lib.stepll),
+    Spec("stepll", stepll_lib.stepll, tensor_eps=True),
     Spec("iter_stepll", stepll_lib.iter_stepll),
     Spec("spsa", spsa_lib.spsa, norms=("linf",)),
     Spec("apgd_ce", apgd_lib.apgd, randomized=True, eot=(("eot_iter", 20),)),
@@ -206,7 +209,7 @@ def from_config(config, seed=None, eps=None):
     config: a `tfadv.config.AttackConfig`.
     seed: optional int tensor [2] for stateless random starts (attacks with a `seed`).
     eps: optional drawn eps (a tensor, `tfadv.attacks.eps_draws`) replacing `config.eps`
-      for attacks of `eps_draws.ATTACKS`; the step size keeps its ratio to eps.
+      for attacks whose spec has `tensor_eps`; the step size keeps its ratio to eps.
   """
   validate(config)
   step_size = config.resolved_step_size

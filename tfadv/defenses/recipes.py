@@ -149,7 +149,8 @@ def build(config):
     raise ValueError(f"Invalid static_model_dirs: defense {config.name} takes no static "
                      f"models (ensemble_at does); received {list(config.static_model_dirs)}")
   eps_draw = eps_draws.validate(config.eps_draw or defense.eps_draw,
-                                attack.name if attack else None)
+                                attack.name if attack else None,
+                                tuple(s.name for s in attacks.SPECS if s.tensor_eps))
   kappa = next((o.get("kappa") for name, _, o in resolved if name == "rectification"), None)
   wrapper_options = models.resolve_wrapper_options(defense.wrapper, config.wrapper_options)
   return Recipe(
